@@ -1,0 +1,201 @@
+"""Threat models, enforced: what an attack may do with the target.
+
+The runner wraps the trained target in exactly the access object its attack declares:
+
+* :class:`WhiteBox` — the module itself: differentiable logits and gradients.
+* :class:`BlackBox` — probability vectors only (after an optional output transform such as
+  rounding or top-k, which is where a deployment would put an output-processing defense).
+  The object holds no ``nn.Module`` attribute; outputs are computed under
+  ``torch.inference_mode`` and cannot be differentiated.
+* :class:`LabelOnly` — the top-1 label only.
+
+Each counts queries (one per image) and can enforce a budget, raising
+:class:`~invbench.errors.QueryBudgetExceeded` when an attack asks for more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from invbench.errors import AccessError, QueryBudgetExceeded
+
+AccessLevel = Literal["white-box", "black-box", "label-only"]
+LEVELS: tuple[str, ...] = ("white-box", "black-box", "label-only")  # strongest first
+
+OutputTransform = Callable[[Tensor], Tensor]
+
+
+def _module_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class Access:
+    """Base of the three access levels: query counting, budget, input checks."""
+
+    level: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+        device: torch.device,
+        budget: int | None = None,
+    ) -> None:
+        if budget is not None and budget < 1:
+            raise AccessError(f"query budget must be a positive integer, got {budget}")
+        self.num_classes = int(num_classes)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.device = torch.device(device)
+        self.budget = budget
+        self.queries = 0
+
+    def _count(self, x: Tensor) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise AccessError(
+                f"{self.level} query: expected images of shape (N, {', '.join(map(str, self.image_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        n = int(x.shape[0])
+        if self.budget is not None and self.queries + n > self.budget:
+            raise QueryBudgetExceeded(
+                f"{self.level} query budget of {self.budget} exceeded "
+                f"({self.queries} used, {n} more asked)"
+            )
+        self.queries += n
+
+    @staticmethod
+    def allows(granted: str, needed: str) -> bool:
+        """Whether access ``granted`` is at least as strong as ``needed``."""
+        return LEVELS.index(granted) <= LEVELS.index(needed)
+
+
+class WhiteBox(Access):
+    """Full access: the module, its parameters and gradients.
+
+    ``access.logits(x)`` is differentiable w.r.t. ``x``; the model is kept in eval mode.
+    """
+
+    level: ClassVar[str] = "white-box"
+
+    def __init__(self, model: nn.Module, *, num_classes: int, image_shape: tuple[int, int, int],
+                 budget: int | None = None) -> None:
+        super().__init__(num_classes=num_classes, image_shape=image_shape,
+                         device=_module_device(model), budget=budget)
+        self.model = model.eval()
+
+    def logits(self, x: Tensor) -> Tensor:
+        self._count(x)
+        return self.model(x)
+
+    __call__ = logits
+
+    def predict_proba(self, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return torch.softmax(self.logits(x), dim=1)
+
+    def predict_label(self, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self.logits(x).argmax(dim=1)
+
+
+class BlackBox(Access):
+    """Query access to probability vectors (optionally post-processed); no gradients, no module."""
+
+    level: ClassVar[str] = "black-box"
+
+    def __init__(self, model: nn.Module, *, num_classes: int, image_shape: tuple[int, int, int],
+                 output_transform: OutputTransform | None = None,
+                 budget: int | None = None) -> None:
+        super().__init__(num_classes=num_classes, image_shape=image_shape,
+                         device=_module_device(model), budget=budget)
+        model.eval()
+        transform = output_transform
+
+        def _query(x: Tensor) -> Tensor:
+            with torch.inference_mode():
+                p = torch.softmax(model(x), dim=1)
+                return transform(p) if transform is not None else p
+
+        # The module lives only in this closure: no attribute of the access object is it.
+        self._query = _query
+
+    def predict_proba(self, x: Tensor) -> Tensor:
+        self._count(x)
+        return self._query(x.detach()).clone()
+
+    __call__ = predict_proba
+
+    def predict_label(self, x: Tensor) -> Tensor:
+        return self.predict_proba(x).argmax(dim=1)
+
+
+class LabelOnly(Access):
+    """Query access to the top-1 label only."""
+
+    level: ClassVar[str] = "label-only"
+
+    def __init__(self, model: nn.Module, *, num_classes: int, image_shape: tuple[int, int, int],
+                 budget: int | None = None) -> None:
+        super().__init__(num_classes=num_classes, image_shape=image_shape,
+                         device=_module_device(model), budget=budget)
+        model.eval()
+
+        def _query(x: Tensor) -> Tensor:
+            with torch.inference_mode():
+                return model(x).argmax(dim=1)
+
+        self._query = _query
+
+    def predict_label(self, x: Tensor) -> Tensor:
+        self._count(x)
+        return self._query(x.detach()).clone()
+
+    __call__ = predict_label
+
+
+def round_probs(decimals: int) -> OutputTransform:
+    """Output transform: round each probability to ``decimals`` places (Fredrikson 2015)."""
+
+    def f(p: Tensor) -> Tensor:
+        return torch.round(p, decimals=decimals)
+
+    return f
+
+
+def top_k(k: int) -> OutputTransform:
+    """Output transform: keep the k largest probabilities, zero the rest."""
+
+    def f(p: Tensor) -> Tensor:
+        vals, idx = p.topk(min(k, p.shape[1]), dim=1)
+        return torch.zeros_like(p).scatter(1, idx, vals)
+
+    return f
+
+
+def make_access(
+    level: str,
+    model: nn.Module,
+    *,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    budget: int | None = None,
+    output_transform: OutputTransform | None = None,
+) -> Access:
+    """Wrap ``model`` in the access object for ``level`` (what the runner hands an attack)."""
+    if level == "white-box":
+        if output_transform is not None:
+            raise AccessError("an output transform cannot apply to white-box access")
+        return WhiteBox(model, num_classes=num_classes, image_shape=image_shape, budget=budget)
+    if level == "black-box":
+        return BlackBox(model, num_classes=num_classes, image_shape=image_shape,
+                        output_transform=output_transform, budget=budget)
+    if level == "label-only":
+        return LabelOnly(model, num_classes=num_classes, image_shape=image_shape, budget=budget)
+    raise AccessError(f"unknown access level '{level}'; choose one of: {', '.join(LEVELS)}")
