@@ -11,6 +11,7 @@ GMI/KEDMI/BiDO line of work).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,9 +59,10 @@ def check_images(x: Tensor, *, what: str) -> None:
         raise DataError(f"{what}: expected images of shape (N, C, H, W), got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise DataError(f"{what}: no images")
-    if not torch.isfinite(x).all():
+    # aminmax propagates NaN and Inf and is far faster than isfinite().all() on big batches.
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise DataError(f"{what}: images contain NaN or Inf")
-    lo, hi = float(x.min()), float(x.max())
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise DataError(f"{what}: pixel values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
 

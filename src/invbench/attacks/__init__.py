@@ -1,0 +1,14 @@
+"""Model inversion attacks, one per module, registered under their names.
+
+Importing this package registers every built-in attack with
+:data:`invbench.registry.ATTACKS` (``invbench list`` shows them); build one by name with
+``ATTACKS.get("gmi")(iterations=500)`` or import the class. Shared stages (latent samplers,
+identity losses, priors, best-restart selection) live in :mod:`invbench.attacks.components`.
+"""
+
+from invbench.attacks import components
+from invbench.attacks.base import Attack, Reconstruction
+from invbench.attacks.gmi import GMI
+from invbench.attacks.mi_face import MIFace
+
+__all__ = ["GMI", "Attack", "MIFace", "Reconstruction", "components"]

@@ -1,0 +1,442 @@
+"""Content-addressed artifact cache: trained targets, GAN priors, evaluators, features.
+
+An artifact's key is a hash of the canonical JSON of *everything that determines it* (dataset,
+protocol, architecture, method and its parameters, seed, ...) plus :data:`FORMAT_VERSION`, so
+changing any one of them gives a new key and re-running with the same ones re-uses the file.
+
+Layout on disk::
+
+    <root>/<kind>/<key>.safetensors   tensors; modules as "<module>.<state_dict key>"
+    <root>/<kind>/<key>.json          sidecar: parts, created time, versions, extra meta
+
+Writes are atomic (temporary file in the same folder, fsync, :func:`os.replace`) and the JSON
+sidecar is written last, so a present sidecar means a complete entry. An entry that cannot be
+read or does not match what the caller expects (bad JSON, missing keys, wrong shapes) is a miss,
+reported with a :class:`CacheWarning` on stderr, and is overwritten by the next save. Nothing is
+ever unpickled: tensors are safetensors, metadata is JSON.
+
+Example::
+
+    cache = Cache(".invbench-cache")
+    model = make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5)
+    meta, hit = cache.get_or_create(
+        "target", {"dataset": "digits", "arch": "cnn-s", "seed": 0}, {"model": model},
+        lambda: {"accuracy": train_and_score(model)},
+    )
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import enum
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+import torch
+from torch import nn
+
+#: Version of the on-disk artifact format; part of every key, so bumping it invalidates all
+#: entries written by older code (e.g. after a change to how a model is built or trained).
+FORMAT_VERSION = 1
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MODULE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: Sidecar keys written by the cache itself; caller meta may not use them.
+RESERVED_META_KEYS = frozenset(
+    {"kind", "key", "parts", "format_version", "created", "invbench_version", "entries"}
+)
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was unreadable or did not match and is treated as a miss."""
+
+
+# --------------------------------------------------------------------------- canonical JSON
+
+
+def _canon(obj: Any, where: str) -> Any:
+    """Convert ``obj`` to plain JSON types, deterministically; raise on anything else."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return _canon(obj.value, where)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ValueError(f"{where} is {obj!r}; only finite numbers can be hashed/stored")
+        return float(obj)
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where} has a non-string key {k!r} ({type(k).__name__})")
+            out[k] = _canon(v, f"{where}.{k}")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_canon(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, (set, frozenset)):
+        items = [_canon(v, f"{where}{{}}") for v in obj]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(obj, torch.dtype):
+        return str(obj)
+    if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic models (Params)
+        return _canon(obj.model_dump(mode="json"), where)
+    # numpy scalars (and 0-d arrays) without importing numpy here
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        return _canon(obj.item(), where)
+    raise TypeError(
+        f"{where} is a {type(obj).__module__}.{type(obj).__name__}, which is not JSON-able; "
+        "pass plain str/int/float/bool/None, lists, tuples, dicts or Paths"
+    )
+
+
+def canonical(obj: Any) -> Any:
+    """``obj`` as plain JSON types: tuples become lists, Paths strings, pydantic models dicts.
+
+    Raises ``TypeError`` for anything that is not JSON-able (tensors, arrays, arbitrary
+    objects, non-string dict keys) and ``ValueError`` for NaN/Inf.
+    """
+    return _canon(obj, "value")
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON text of ``obj``: sorted keys, no whitespace, floats by ``repr``.
+
+    The same logical value always gives the same text (``(1, 2)`` and ``[1, 2]`` alike;
+    ``1`` and ``1.0`` differ), so its hash is a stable content address.
+    """
+    return json.dumps(
+        _canon(obj, "value"), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+        allow_nan=False,
+    )
+
+
+def sha256_hex(obj: Any) -> str:
+    """Hex SHA-256 of :func:`canonical_json` of ``obj``."""
+    return hashlib.sha256(canonical_json(obj).encode("ascii")).hexdigest()
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def invbench_version() -> str:
+    """The installed invbench version (``"unknown"`` when run from an uninstalled tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("invbench")
+    except PackageNotFoundError:  # pragma: no cover - only outside an install
+        return "unknown"
+
+
+def default_cache_dir() -> Path:
+    """``$INVBENCH_CACHE`` if set, else ``./.invbench-cache``."""
+    return Path(os.environ.get("INVBENCH_CACHE", ".invbench-cache"))
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":  # pragma: no cover - directories cannot be opened on Windows
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success fsync it and move it into place.
+
+    If the body raises, the temporary file is removed and ``path`` is left untouched, so
+    readers see either the old file or the complete new one, never a partial write.
+
+    Example::
+
+        with atomic_path("grid.png") as tmp:
+            image.save(tmp, format="PNG")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _warn_miss(path: Path, why: str) -> None:
+    warnings.warn(
+        f"cache entry {path} is unusable ({why}); treating it as a miss, it will be rebuilt",
+        CacheWarning,
+        stacklevel=3,
+    )
+
+
+def _check_name(value: str, what: str, pattern: re.Pattern[str] = _NAME_RE) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"cache {what} {value!r} must match {pattern.pattern}")
+    return value
+
+
+def _module_tensors(modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """Flatten the modules' state dicts (parameters and buffers) into one CPU tensor dict."""
+    flat: dict[str, torch.Tensor] = {}
+    for mname, module in modules.items():
+        _check_name(mname, "module name", _MODULE_RE)
+        for k, v in module.state_dict().items():
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"state_dict entry {mname}.{k} is not a tensor ({type(v)})")
+            # clone: safetensors refuses tensors that share storage (tied weights, views)
+            flat[f"{mname}.{k}"] = v.detach().to("cpu").contiguous().clone()
+    return flat
+
+
+def _entries(tensors: Mapping[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
+    return {
+        k: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+        for k, t in sorted(tensors.items())
+    }
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+class Cache:
+    """A content-addressed store of trained modules and tensors under ``root``.
+
+    Args:
+        root: cache folder (created on first save), e.g. :func:`default_cache_dir`.
+
+    ``kind`` names a sub-folder per artifact type (``"target"``, ``"gan"``, ``"evaluator"``,
+    ``"features"``...); ``key`` comes from :meth:`key`. Safe to share between processes:
+    concurrent writers of one key each write a complete file and the last one wins.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.root)!r})"
+
+    # ---- keys and paths
+
+    @staticmethod
+    def key(parts: Mapping[str, Any]) -> str:
+        """Hash (32 hex chars) of the canonical JSON of ``parts`` and :data:`FORMAT_VERSION`.
+
+        Raises ``TypeError`` if a part is not JSON-able, ``ValueError`` for NaN/Inf.
+        """
+        if not isinstance(parts, Mapping):
+            raise TypeError(f"cache key parts must be a mapping, got {type(parts).__name__}")
+        return sha256_hex({"format_version": FORMAT_VERSION, "parts": parts})[:32]
+
+    def path(self, kind: str, key: str) -> Path:
+        """Path of the ``.safetensors`` file of an entry (the sidecar has suffix ``.json``)."""
+        _check_name(kind, "kind")
+        _check_name(key, "key")
+        return self.root / kind / f"{key}.safetensors"
+
+    def _sidecar(self, kind: str, key: str) -> Path:
+        return self.path(kind, key).with_suffix(".json")
+
+    # ---- raw read / write
+
+    def _read(self, kind: str, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        side, data = self._sidecar(kind, key), self.path(kind, key)
+        if not side.exists():
+            return None
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            _warn_miss(side, f"unreadable JSON: {exc}")
+            return None
+        if not isinstance(meta, dict) or not isinstance(meta.get("entries"), dict):
+            _warn_miss(side, "sidecar has no 'entries' table")
+            return None
+        if meta.get("format_version") != FORMAT_VERSION or meta.get("key") != key:
+            _warn_miss(side, "format version or key does not match")
+            return None
+        try:
+            tensors = load_file(str(data), device="cpu")
+        except (OSError, SafetensorError, ValueError, RuntimeError) as exc:
+            _warn_miss(data, f"unreadable safetensors: {exc}")
+            return None
+        if _entries(tensors) != meta["entries"]:
+            _warn_miss(data, "tensor names/shapes/dtypes differ from its sidecar")
+            return None
+        return tensors, meta
+
+    def _write(
+        self,
+        kind: str,
+        key: str,
+        tensors: Mapping[str, torch.Tensor],
+        meta: Mapping[str, Any],
+        parts: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        from safetensors.torch import save_file
+
+        clash = RESERVED_META_KEYS.intersection(meta)
+        if clash:
+            raise ValueError(f"cache meta may not use the reserved keys {sorted(clash)}")
+        sidecar: dict[str, Any] = dict(canonical(dict(meta)))
+        sidecar.update(
+            kind=kind,
+            key=key,
+            parts=None if parts is None else canonical(parts),
+            format_version=FORMAT_VERSION,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            invbench_version=invbench_version(),
+            entries=_entries(tensors),
+        )
+        text = json.dumps(sidecar, sort_keys=True, indent=1, allow_nan=False)
+        data, side = self.path(kind, key), self._sidecar(kind, key)
+        data.parent.mkdir(parents=True, exist_ok=True)
+        # Remove the old sidecar first: while the data file is being replaced there is no
+        # sidecar, so no reader can pair an old sidecar with a new (or half-written) file.
+        with contextlib.suppress(FileNotFoundError):
+            side.unlink()
+        with atomic_path(data) as tmp:
+            save_file(dict(tensors), str(tmp), metadata={"format": "pt", "invbench_key": key})
+        with atomic_path(side) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        return json.loads(text)
+
+    # ---- modules
+
+    def load_modules(
+        self, kind: str, key: str, modules: Mapping[str, nn.Module]
+    ) -> dict[str, Any] | None:
+        """Load a cached entry into freshly built ``modules`` (parameters and buffers).
+
+        Returns the sidecar meta on a hit; ``None`` on a miss or when the entry does not fit
+        the modules (missing/extra keys, shapes, dtypes), in which case no module is changed.
+        The modules keep their device and ``training`` flag; call ``.eval()`` as needed.
+        """
+        got = self._read(kind, key)
+        if got is None:
+            return None
+        tensors, meta = got
+        states: dict[str, dict[str, torch.Tensor]] = {}
+        for mname, module in modules.items():
+            _check_name(mname, "module name", _MODULE_RE)
+            prefix = f"{mname}."
+            stored = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            wanted = module.state_dict()
+            if set(stored) != set(wanted):
+                missing = sorted(set(wanted) - set(stored))[:3]
+                extra = sorted(set(stored) - set(wanted))[:3]
+                why = f"module '{mname}' keys differ (missing {missing}, unexpected {extra})"
+                _warn_miss(self.path(kind, key), why)
+                return None
+            for k, v in wanted.items():
+                if stored[k].shape != v.shape or stored[k].dtype != v.dtype:
+                    why = (
+                        f"{mname}.{k} is {tuple(stored[k].shape)} {stored[k].dtype}, "
+                        f"the module expects {tuple(v.shape)} {v.dtype}"
+                    )
+                    _warn_miss(self.path(kind, key), why)
+                    return None
+            states[mname] = stored
+        for mname, module in modules.items():
+            module.load_state_dict(states[mname], strict=True)
+        return meta
+
+    def save_modules(
+        self,
+        kind: str,
+        key: str,
+        modules: Mapping[str, nn.Module],
+        meta: Mapping[str, Any],
+        *,
+        parts: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Save the modules' state dicts in one safetensors file plus a JSON sidecar, atomically.
+
+        ``meta`` is extra JSON-able information (e.g. ``{"accuracy": 0.97}``) merged into the
+        sidecar; ``parts`` (optional) records what the key was computed from. Returns the
+        ``.safetensors`` path.
+        """
+        self._write(kind, key, _module_tensors(modules), meta, parts)
+        return self.path(kind, key)
+
+    def get_or_create(
+        self,
+        kind: str,
+        parts: Mapping[str, Any],
+        modules: Mapping[str, nn.Module],
+        create: Callable[[], Mapping[str, Any] | None],
+    ) -> tuple[dict[str, Any], bool]:
+        """Load ``modules`` from the cache, or build them with ``create()`` and cache them.
+
+        On a hit the stored state is loaded into ``modules`` and ``(meta, True)`` is returned;
+        on a miss ``create()`` trains the modules in place and returns extra meta (or None),
+        the result is saved, and ``(meta, False)`` is returned. ``meta`` is the sidecar
+        either way: the caller's keys plus ``parts``, ``created``, ``invbench_version``,
+        ``build_seconds`` (time spent in ``create``) and ``entries`` (tensor shapes).
+        """
+        key = self.key(parts)
+        meta = self.load_modules(kind, key, modules)
+        if meta is not None:
+            return meta, True
+        t0 = time.perf_counter()
+        extra = dict(create() or {})
+        extra.setdefault("build_seconds", round(time.perf_counter() - t0, 3))
+        meta = self._write(kind, key, _module_tensors(modules), extra, parts)
+        return meta, False
+
+    # ---- plain tensors
+
+    def load_tensors(
+        self, kind: str, key: str
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """Return ``(tensors on CPU, sidecar meta)`` of an entry, or ``None`` on a miss."""
+        return self._read(kind, key)
+
+    def save_tensors(
+        self,
+        kind: str,
+        key: str,
+        tensors: Mapping[str, torch.Tensor],
+        meta: Mapping[str, Any],
+        *,
+        parts: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Save named tensors (e.g. cached features) with a JSON sidecar, atomically.
+
+        Tensors are copied to CPU; returns the ``.safetensors`` path.
+        """
+        flat: dict[str, torch.Tensor] = {}
+        for name, t in tensors.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"tensor names must be non-empty strings, got {name!r}")
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"tensor '{name}' is a {type(t).__name__}, not a torch.Tensor")
+            flat[name] = t.detach().to("cpu").contiguous().clone()
+        self._write(kind, key, flat, meta, parts)
+        return self.path(kind, key)
+

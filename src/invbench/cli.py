@@ -1,0 +1,183 @@
+"""The ``invbench`` command.
+
+Results go to stdout (a rich table, or exactly one JSON document with ``--json``); progress
+and logs go to stderr. A user mistake is one line on stderr and exit code 2, before any work
+is done or anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from invbench.errors import InvbenchError
+
+app = typer.Typer(
+    name="invbench",
+    help="Model inversion attacks, defenses and a reproducible benchmark.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_out = Console(soft_wrap=True)
+
+
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Option(help="YAML spec file (flags override it).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset (see `invbench list`).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the dataset's files.")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Resize images to this size.")] = None,
+    defense: Annotated[
+        list[str] | None,
+        typer.Option(help="Defense NAME or NAME:key=value,...; repeatable. Default: none, mid."),
+    ] = None,
+    attack: Annotated[
+        list[str] | None,
+        typer.Option(help="Attack NAME or NAME:key=value,...; repeatable. Default: mi-face, gmi."),
+    ] = None,
+    label: Annotated[
+        list[int] | None, typer.Option(help="Target label to attack; repeatable. Default: all.")
+    ] = None,
+    per_label: Annotated[int | None, typer.Option(help="Reconstructions per label.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Target training epochs.")] = None,
+    budget: Annotated[int | None, typer.Option(help="Query budget per attack run.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (store, cache, grids).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """Run the benchmark: every defense against every attack (default: digits, seed 0)."""
+    from invbench.bench.runner import run_benchmark
+    from invbench.config import load_spec, make_spec, parse_method
+
+    fields: dict[str, Any] = {
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "resolution": resolution,
+        "defenses": [parse_method(d) for d in defense] if defense else None,
+        "attacks": [parse_method(a) for a in attack] if attack else None,
+        "labels": list(label) if label else None,
+        "per_label": per_label,
+        "budget": budget,
+        "seed": seed,
+        "device": device,
+        "out": out,
+    }
+    if config is not None:
+        spec = load_spec(config, **fields)
+        if epochs is not None:
+            spec = make_spec(**{**spec.model_dump(exclude_none=True),
+                                "train": {**spec.train.model_dump(), "epochs": epochs}})
+    else:
+        if epochs is not None:
+            fields["train"] = {"epochs": epochs}
+        spec = make_spec(**fields)
+    results = run_benchmark(spec, quiet=quiet or as_json)
+    if as_json:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        return
+    from invbench.report.tables import results_table
+
+    _out.print(results_table(results))
+    for r in results:
+        grid = r.get("artifacts", {}).get("grid")
+        if grid:
+            _out.print(f"{r['defense']} x {r['attack']}: {grid}", highlight=False)
+    _out.print(f"store: {spec.out / 'invbench.sqlite'}", highlight=False)
+
+
+@app.command("list")
+def list_methods(
+    params: Annotated[bool, typer.Option("--params", help="Show each method's parameters.")] = False,
+) -> None:
+    """List datasets, attacks, defenses and metrics, one line each."""
+    from invbench.registry import ATTACKS, DATASETS, DEFENSES, METRICS, summary
+
+    for title, reg in (("datasets", DATASETS), ("attacks", ATTACKS), ("defenses", DEFENSES),
+                       ("metrics", METRICS)):
+        table = Table(title=title, title_justify="left", show_header=False, box=None)
+        table.add_column("name", style="bold")
+        table.add_column("what")
+        for name, obj in reg.items():
+            extra = f" [{obj.access}]" if title == "attacks" else ""
+            table.add_row(name, summary(obj) + extra)
+            if params and hasattr(obj, "describe_params"):
+                for pname, ptype, default, desc in obj.describe_params():
+                    table.add_row("", f"  {pname}: {ptype} = {default!r}  {desc}")
+        _out.print(table)
+
+
+@app.command()
+def runs(
+    out: Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")] = Path("runs"),
+    kind: Annotated[str | None, typer.Option(help="Only runs of this kind.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """Show the stored runs."""
+    from invbench.bench.store import Store
+    from invbench.errors import ConfigError
+
+    db = out / "invbench.sqlite"
+    if not db.is_file():
+        raise ConfigError(f"no store at '{db}': run `invbench run --out {out}` first")
+    store = Store(db)
+    try:
+        rows = store.runs(kind=kind)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    from invbench.report.tables import runs_table
+
+    _out.print(runs_table(rows))
+
+
+def _register_extensions() -> None:
+    try:
+        from invbench.tabular.cli import register
+    except ImportError:  # pragma: no cover - the tabular package is part of invbench
+        return
+    register(app)
+
+
+_register_extensions()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: runs the app and turns user errors into one line + exit 2."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="invbench", standalone_mode=False)
+    except InvbenchError as exc:
+        sys.stderr.write(f"invbench: error: {exc}\n")
+        return 2
+    except click.exceptions.UsageError as exc:
+        sys.stderr.write(f"invbench: error: {exc.format_message()}\n")
+        return 2
+    except click.exceptions.Abort:
+        sys.stderr.write("invbench: aborted\n")
+        return 130
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+def _entry() -> None:
+    """The ``invbench`` console script."""
+    raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""Run specs: typed, validated, loaded from flags or YAML. The only place user input is checked.
+
+A spec is validated completely — dataset name, data folder, every defense and attack name and
+each of their parameters, device — before any work starts or anything is written. Errors are
+:class:`~invbench.errors.ConfigError` with one line naming the field, the bad value and what
+is allowed.
+
+Example YAML (every key optional)::
+
+    dataset: digits          # see `invbench list`
+    seed: 0
+    per_label: 5             # reconstructions per attacked class
+    defenses:                # each: a name, or {name: params}
+      - none
+      - mid: {beta: 0.01}
+    attacks:
+      - mi-face: {steps: 300}
+      - gmi
+    train: {epochs: 30}      # how targets are trained
+    evaluator: {epochs: 40}  # the independent evaluation model
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from invbench.defenses.base import TrainConfig
+from invbench.errors import ConfigError
+from invbench.params import Configurable
+from invbench.registry import ATTACKS, DATASETS, DEFENSES
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class MethodSpec(BaseModel):
+    """A defense or attack by name, with parameter overrides."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.params:
+            return self.name
+        inner = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.name}:{inner}"
+
+
+class ProtocolSpec(BaseModel):
+    """Which classes are private (the target's) and which public (the attacker's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    private_classes: list[int] | None = Field(None, description="default: first half of classes")
+    public_classes: list[int] | None = Field(None, description="default: the other classes")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="private held-out fraction")
+
+
+class EvaluatorSpec(BaseModel):
+    """The independent evaluation model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: str | None = Field(None, description="default: a different family from the target")
+    epochs: int = Field(40, ge=1, description="training epochs")
+
+
+class RunSpec(BaseModel):
+    """Everything that determines a benchmark run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = "digits"
+    data_dir: Path | None = None
+    resolution: int | None = Field(None, ge=4, le=512)
+    protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluator: EvaluatorSpec = Field(default_factory=EvaluatorSpec)
+    defenses: list[MethodSpec] = Field(
+        default_factory=lambda: [MethodSpec(name="none"), MethodSpec(name="mid")]
+    )
+    attacks: list[MethodSpec] = Field(
+        default_factory=lambda: [MethodSpec(name="mi-face"), MethodSpec(name="gmi")]
+    )
+    labels: list[int] | None = Field(None, description="target labels to attack (default: all)")
+    per_label: int = Field(5, ge=1, le=1000)
+    budget: int | None = Field(None, ge=1, description="query budget per attack run")
+    seed: int = Field(0, ge=0)
+    device: str = "cpu"
+    out: Path = Path("runs")
+
+    @field_validator("defenses", "attacks", mode="before")
+    @classmethod
+    def _methods(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        return [_coerce_method(item) for item in v]
+
+
+def _coerce_method(item: Any) -> Any:
+    if isinstance(item, str):
+        return parse_method(item)
+    if isinstance(item, dict) and len(item) == 1 and "name" not in item:
+        ((name, params),) = item.items()
+        return MethodSpec(name=str(name), params=dict(params or {}))
+    return item
+
+
+def _scalar(text: str) -> Any:
+    """A CLI parameter value: YAML scalar rules (0.01 -> float, 5 -> int, true -> bool)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool, str)) or value is None else text
+
+
+def parse_method(text: str) -> MethodSpec:
+    """Parse ``name`` or ``name:key=value,key=value`` (the CLI's --defense/--attack syntax)."""
+    name, _, rest = text.strip().partition(":")
+    name = name.strip()
+    if not _NAME.match(name):
+        raise ConfigError(f"invalid method '{text}'; expected NAME or NAME:key=value,key=value")
+    params: dict[str, Any] = {}
+    if rest.strip():
+        for part in rest.split(","):
+            key, eq, value = part.partition("=")
+            key = key.strip()
+            if not eq or not key:
+                raise ConfigError(
+                    f"invalid parameter '{part}' in '{text}'; expected key=value (e.g. mid:beta=0.01)"
+                )
+            if key in params:
+                raise ConfigError(f"parameter '{key}' given twice in '{text}'")
+            params[key] = _scalar(value.strip())
+    return MethodSpec(name=name, params=params)
+
+
+def _pydantic_message(exc: ValidationError, *, where: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    msg = err.get("msg", "invalid")
+    got = err.get("input")
+    if err.get("type") == "extra_forbidden":
+        return f"{where}: unknown field '{loc}'"
+    return f"{where}: field '{loc}': {msg.lower()}; got {got!r}"
+
+
+def check_device(device: str) -> torch.device:
+    """Validate a device string: 'cpu', 'cuda', 'cuda:N' or 'mps', and that it is available."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise ConfigError(f"device '{device}' is not valid; use cpu, cuda, cuda:N or mps")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{device}': CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device '{device}': only {torch.cuda.device_count()} CUDA device(s) present"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{device}': MPS is not available on this machine")
+    return dev
+
+
+def build_method(kind: str, spec: MethodSpec) -> Configurable:
+    """Instantiate a registered defense or attack from its spec (validates its parameters)."""
+    registry = {"defense": DEFENSES, "attack": ATTACKS}[kind]
+    cls = registry.get(spec.name)
+    return cls(**spec.params)
+
+
+def validate_spec(spec: RunSpec) -> RunSpec:
+    """Check everything that the schema alone cannot (names, folders, devices, parameters)."""
+    if spec.dataset not in DATASETS:
+        DATASETS.get(spec.dataset)  # raises the one-line 'unknown dataset' error
+    if spec.data_dir is not None:
+        if not spec.data_dir.exists():
+            raise ConfigError(f"data_dir '{spec.data_dir}' does not exist")
+        if not spec.data_dir.is_dir():
+            raise ConfigError(f"data_dir '{spec.data_dir}' is not a directory")
+    if not spec.defenses:
+        raise ConfigError("defenses: give at least one defense (use 'none' for no defense)")
+    if not spec.attacks:
+        raise ConfigError("attacks: give at least one attack")
+    for kind, methods in (("defense", spec.defenses), ("attack", spec.attacks)):
+        seen: set[str] = set()
+        for m in methods:
+            build_method(kind, m)
+            if m.label in seen:
+                raise ConfigError(f"{kind} '{m.label}' is listed twice")
+            seen.add(m.label)
+    if spec.labels is not None and (not spec.labels or min(spec.labels) < 0):
+        raise ConfigError("labels: give non-negative target labels (e.g. 0 1 2)")
+    check_device(spec.device)
+    if spec.out.exists() and not spec.out.is_dir():
+        raise ConfigError(f"out '{spec.out}' exists and is not a directory")
+    return spec
+
+
+def make_spec(**fields: Any) -> RunSpec:
+    """Build and validate a :class:`RunSpec` from keyword fields (CLI flags, API calls)."""
+    clean = {k: v for k, v in fields.items() if v is not None}
+    try:
+        spec = RunSpec(**clean)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_message(exc, where="spec")) from None
+    return validate_spec(spec)
+
+
+def load_spec(path: str | Path, **overrides: Any) -> RunSpec:
+    """Load a YAML spec file; keyword ``overrides`` (not None) replace its top-level fields."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"spec file '{p}' does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise ConfigError(f"spec file '{p}' is not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"spec file '{p}' must hold a mapping of fields at the top level")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        spec = RunSpec(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_message(exc, where=f"spec file '{p}'")) from None
+    return validate_spec(spec)

@@ -1,0 +1,78 @@
+"""Privacy-utility trade-off plots (matplotlib, Agg canvas, no pyplot).
+
+The figure is drawn on its own ``FigureCanvasAgg``, so nothing here touches pyplot's global
+state or the backend other code (or a notebook) has chosen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from invbench.bench.cache import atomic_path
+from invbench.errors import ConfigError, DataError
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def tradeoff_plot(
+    path: str | Path,
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    baseline: float | None = None,
+    baseline_label: str = "baseline",
+) -> Path:
+    """Plot one line with markers per curve and write it to ``path`` (png, svg or pdf).
+
+    Args:
+        path: output file; the format comes from the suffix; written atomically.
+        curves: ``{label: [(x, y), ...]}``, e.g. one curve per defense with points
+            (target accuracy, attack accuracy) as its strength varies. Points are joined in
+            the order given (e.g. increasing defense strength).
+        xlabel, ylabel, title: axis labels and title.
+        baseline: optional y value drawn as a dashed horizontal line (e.g. the attack
+            accuracy on noise, or on the undefended model).
+        baseline_label: legend text for the baseline.
+
+    Raises :class:`DataError` for empty curves or NaN/Inf points. Example::
+
+        tradeoff_plot("tradeoff.png", {"mid": [(0.97, 0.8), (0.93, 0.5)]},
+                      xlabel="target accuracy", ylabel="attack acc1", title="digits")
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if not curves:
+        raise DataError("tradeoff_plot got no curves to draw")
+    fig = Figure(figsize=(6.0, 4.2), dpi=120, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    if fmt not in canvas.get_supported_filetypes():
+        raise ConfigError(f"plot path {path} needs a suffix such as .png, .svg or .pdf")
+    ax = fig.add_subplot()
+    for i, (label, points) in enumerate(curves.items()):
+        pts = [(float(x), float(y)) for x, y in points]
+        if not pts:
+            raise DataError(f"curve '{label}' has no points")
+        if not all(math.isfinite(v) for p in pts for v in p):
+            raise DataError(f"curve '{label}' has a NaN or infinite point: {pts}")
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, marker=_MARKERS[i % len(_MARKERS)], linewidth=1.5, label=str(label))
+    if baseline is not None:
+        if not math.isfinite(float(baseline)):
+            raise DataError(f"baseline must be a finite number, got {baseline!r}")
+        ax.axhline(float(baseline), color="grey", linestyle="--", linewidth=1.0,
+                   label=baseline_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt)
+    return path

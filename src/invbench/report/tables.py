@@ -1,0 +1,186 @@
+"""Terminal tables (rich) for benchmark results and for the runs in the store.
+
+Accuracies are fractions in ``[0, 1]`` in the data and percentages on screen; a missing value
+prints as ``-`` rather than a made-up number.
+
+Example::
+
+    from rich.console import Console
+    Console().print(results_table([result_json_1, result_json_2]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.table import Table
+
+MISSING = "-"
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def fmt_pct(value: Any, std: Any = None) -> str:
+    """``0.625 -> "62.5%"``; with a std ``"62.5 ± 3.1%"``; non-numbers -> ``"-"``."""
+    v = _num(value)
+    if v is None:
+        return MISSING
+    s = _num(std)
+    if s is None:
+        return f"{100 * v:.1f}%"
+    return f"{100 * v:.1f} ± {100 * s:.1f}%"
+
+
+def fmt_float(value: Any, *, digits: int = 2) -> str:
+    """A plain number with ``digits`` decimals (``"-"`` when missing)."""
+    v = _num(value)
+    return MISSING if v is None else f"{v:.{digits}f}"
+
+
+def fmt_int(value: Any) -> str:
+    """An integer with thousands separators (``"-"`` when missing)."""
+    v = _num(value)
+    return MISSING if v is None else f"{round(v):,}"
+
+
+def _fmt_param(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_fmt_param(v) for v in value) + "]"
+    return str(value)
+
+
+def fmt_method(name: Any, params: Mapping[str, Any] | None = None) -> str:
+    """``("mid", {"beta": 0.01}) -> "mid(beta=0.01)"``; accepts ``{"name":..., "params":...}``."""
+    if isinstance(name, Mapping):
+        params = name.get("params", params)
+        name = name.get("name", MISSING)
+    if name is None:
+        return MISSING
+    if not params:
+        return str(name)
+    inner = ", ".join(f"{k}={_fmt_param(v)}" for k, v in sorted(params.items()))
+    return f"{name}({inner})"
+
+
+def _get(d: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, Mapping):
+            return None
+        d = d.get(key)
+    return d
+
+
+def results_table(
+    results: Sequence[Mapping[str, Any]], *, title: str | None = None
+) -> Table:
+    """One row per benchmark result (the CLI's ``--json`` objects).
+
+    Columns: defense (with params), attack (with params), target accuracy, attack top-1
+    accuracy ± std, top-5 accuracy, KNN distance; the same metrics for the two reference
+    "reconstructions", real private test images ("real") and uniform noise ("noise"), which
+    bracket what a perfect and a useless attack would score; queries and seconds. A dataset
+    column (and a seed column) is added when the results span several datasets (seeds).
+
+    Example::
+
+        Console().print(results_table(json.loads(Path("results.json").read_text())))
+    """
+    many_datasets = len({str(r.get("dataset")) for r in results}) > 1
+    many_seeds = len({str(r.get("seed")) for r in results}) > 1
+    table = Table(title=title, header_style="bold")
+    if many_datasets:
+        table.add_column("dataset")
+    table.add_column("defense")
+    table.add_column("attack")
+    if many_seeds:
+        table.add_column("seed", justify="right")
+    for col in ("target acc", "acc1", "acc5", "KNN dist", "real acc1", "real KNN",
+                "noise acc1", "noise KNN", "queries", "seconds"):
+        table.add_column(col, justify="right")
+    for r in results:
+        m = r.get("metrics") or {}
+        real = _get(r, "references", "private_test") or {}
+        noise = _get(r, "references", "noise") or {}
+        row: list[str] = []
+        if many_datasets:
+            row.append(str(r.get("dataset", MISSING)))
+        row.append(fmt_method(r.get("defense"), r.get("defense_params")))
+        row.append(fmt_method(r.get("attack"), r.get("attack_params")))
+        if many_seeds:
+            row.append(str(r.get("seed", MISSING)))
+        row += [
+            fmt_pct(r.get("target_accuracy")),
+            fmt_pct(m.get("acc1"), m.get("acc1_std")),
+            fmt_pct(m.get("acc5"), m.get("acc5_std")),
+            fmt_float(m.get("knn_dist")),
+            fmt_pct(real.get("acc1")),
+            fmt_float(real.get("knn_dist")),
+            fmt_pct(noise.get("acc1")),
+            fmt_float(noise.get("knn_dist")),
+            fmt_int(r.get("queries")),
+            fmt_float(r.get("seconds"), digits=1),
+        ]
+        table.add_row(*row)
+    return table
+
+
+def _first(*values: Any) -> Any:
+    for v in values:
+        if v is not None:
+            return v
+    return None
+
+
+def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Table:
+    """A table of stored runs (the dicts of :meth:`invbench.bench.store.Store.runs`).
+
+    Columns: id, kind, status, dataset, defense, attack, target accuracy, attack acc1,
+    KNN distance, seconds and creation time. Names come from the result payload, else from
+    the spec; metrics from the stored metrics (``attack.acc1``...), else from the payload.
+    """
+    table = Table(title=title, header_style="bold")
+    table.add_column("id", justify="right")
+    for col in ("kind", "status", "dataset", "defense", "attack"):
+        table.add_column(col)
+    for col in ("target acc", "acc1", "KNN dist", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_column("created")
+    for run in rows:
+        res = run.get("result") or {}
+        spec = run.get("spec") or {}
+        met = run.get("metrics") or {}
+
+        def method(field: str, res: Mapping = res, spec: Mapping = spec) -> str:
+            if res.get(field) is not None:
+                return fmt_method(res.get(field), res.get(f"{field}_params"))
+            if spec.get(field) is not None:
+                return fmt_method(spec.get(field), spec.get(f"{field}_params"))
+            return MISSING
+
+        status = str(run.get("status", MISSING))
+        table.add_row(
+            str(run.get("id", MISSING)),
+            str(run.get("kind", MISSING)),
+            f"[red]{status}[/red]" if status == "failed" else status,
+            str(_first(res.get("dataset"), spec.get("dataset"), MISSING)),
+            method("defense"),
+            method("attack"),
+            fmt_pct(_first(met.get("target.accuracy"), res.get("target_accuracy"))),
+            fmt_pct(
+                _first(met.get("attack.acc1"), _get(res, "metrics", "acc1")),
+                _first(met.get("attack.acc1_std"), _get(res, "metrics", "acc1_std")),
+            ),
+            fmt_float(_first(met.get("attack.knn_dist"), _get(res, "metrics", "knn_dist"))),
+            fmt_float(run.get("seconds"), digits=1),
+            str(run.get("created", MISSING)).replace("T", " ").removesuffix("+00:00"),
+        )
+    return table

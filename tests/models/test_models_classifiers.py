@@ -1,0 +1,122 @@
+"""Classifier architectures: shapes, the features/head contract, arch resolution, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from invbench.errors import ConfigError
+from invbench.models import (
+    EVALUATOR_ARCHS,
+    TARGET_ARCHS,
+    Classifier,
+    PreActBlock,
+    evaluator_arch,
+    list_archs,
+    make_classifier,
+    resolve_arch,
+)
+
+SHAPES = [(1, 8, 8), (3, 8, 8), (1, 28, 28), (3, 32, 32), (1, 64, 64), (3, 64, 64)]
+MIN_SIDE = {"cnn-s": 4, "cnn-m": 8, "cnn-l": 16, "resnet": 4, "mlp": 1, "auto": 1}
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("arch", list_archs())
+def test_shapes_and_features_head_contract(arch: str, shape: tuple[int, int, int]) -> None:
+    if shape[1] < MIN_SIDE[arch]:
+        pytest.skip("below the architecture's minimum size")
+    torch.manual_seed(0)
+    model = make_classifier(arch, image_shape=shape, num_classes=7)
+    assert isinstance(model, Classifier)
+    assert model.arch == resolve_arch(arch, shape) and model.arch != "auto"
+    assert isinstance(model.head, nn.Linear)
+    assert (model.head.in_features, model.head.out_features) == (model.feat_dim, 7)
+    model.eval()
+    x = torch.rand(3, *shape)
+    feats = model.features(x)
+    logits = model(x)
+    assert feats.shape == (3, model.feat_dim)
+    assert logits.shape == (3, 7)
+    assert torch.isfinite(logits).all()
+    torch.testing.assert_close(logits, model.head(feats))
+
+
+def test_non_square_and_odd_sizes_work() -> None:
+    for arch, shape in [("cnn-s", (1, 12, 9)), ("cnn-m", (3, 30, 26)), ("cnn-l", (1, 48, 80)),
+                        ("resnet", (2, 20, 20))]:
+        model = make_classifier(arch, image_shape=shape, num_classes=3).eval()
+        assert model(torch.rand(2, *shape)).shape == (2, 3)
+
+
+def test_training_mode_backward_reaches_every_parameter() -> None:
+    for arch in ("cnn-s", "resnet", "mlp"):
+        model = make_classifier(arch, image_shape=(1, 8, 8), num_classes=4)
+        model(torch.rand(4, 1, 8, 8)).logsumexp(1).sum().backward()
+        missing = [n for n, p in model.named_parameters() if p.grad is None]
+        assert not missing, f"{arch}: no gradient for {missing}"
+
+
+@pytest.mark.parametrize(
+    ("height", "expected"), [(8, "cnn-s"), (16, "cnn-s"), (28, "cnn-m"), (32, "cnn-m"),
+                             (64, "cnn-l"), (128, "cnn-l")]
+)
+def test_auto_picks_by_height(height: int, expected: str) -> None:
+    assert resolve_arch("auto", (1, height, height)) == expected
+    assert make_classifier("auto", image_shape=(1, height, height), num_classes=2).arch == expected
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 64, 64)])
+def test_evaluator_architecture_differs_from_target(shape: tuple[int, int, int]) -> None:
+    ev = evaluator_arch(shape)
+    assert ev in EVALUATOR_ARCHS and ev not in TARGET_ARCHS
+    target = make_classifier("auto", image_shape=shape, num_classes=5)
+    judge = make_classifier(ev, image_shape=shape, num_classes=5)
+
+    def layout(m: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+        return [(type(mod).__name__, tuple(mod.weight.shape)) for mod in m.modules()
+                if isinstance(mod, nn.Conv2d | nn.Linear)]
+
+    assert layout(target) != layout(judge)
+    assert any(isinstance(m, PreActBlock) for m in judge.modules())
+    assert not any(isinstance(m, PreActBlock) for m in target.modules())
+
+
+def test_same_seed_same_initial_weights() -> None:
+    def build() -> dict[str, torch.Tensor]:
+        torch.manual_seed(3)
+        return make_classifier("cnn-m", image_shape=(1, 28, 28), num_classes=5).state_dict()
+
+    a, b = build(), build()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_list_archs() -> None:
+    assert list_archs() == ["auto", "cnn-s", "cnn-m", "cnn-l", "resnet", "mlp"]
+
+
+@pytest.mark.parametrize(
+    ("arch", "shape", "classes", "needle"),
+    [
+        ("vgg16", (1, 8, 8), 5, "unknown arch 'vgg16'"),
+        ("cnn-l", (1, 8, 8), 5, "at least 16x16"),
+        ("cnn-m", (3, 4, 4), 5, "at least 8x8"),
+        ("cnn-s", (1, 8), 5, "image_shape"),
+        ("cnn-s", (0, 8, 8), 5, "image_shape"),
+        ("cnn-s", "8x8", 5, "image_shape"),
+        ("cnn-s", (1, 8, 8), 1, "num_classes"),
+        ("cnn-s", (1, 8, 8), 2.5, "num_classes"),
+    ],
+)
+def test_bad_configs_raise_one_line_config_error(arch, shape, classes, needle) -> None:
+    with pytest.raises(ConfigError) as info:
+        make_classifier(arch, image_shape=shape, num_classes=classes)
+    msg = str(info.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_evaluator_arch_rejects_bad_shape() -> None:
+    with pytest.raises(ConfigError, match="image_shape"):
+        evaluator_arch((8, 8))

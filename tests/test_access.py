@@ -1,0 +1,113 @@
+"""Threat models are enforced: each access level exposes exactly what it grants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from invbench.access import BlackBox, LabelOnly, WhiteBox, make_access, round_probs, top_k
+from invbench.attacks.base import Attack, Reconstruction
+from invbench.errors import AccessError, QueryBudgetExceeded
+
+SHAPE = (1, 8, 8)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+
+
+def _x(n: int = 4) -> torch.Tensor:
+    return torch.rand(n, *SHAPE)
+
+
+def test_white_box_gives_gradients_and_counts_queries():
+    acc = WhiteBox(_model(), num_classes=5, image_shape=SHAPE)
+    x = _x().requires_grad_(True)
+    acc.logits(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert acc.queries == 4
+
+
+def test_black_box_holds_no_module_and_returns_no_gradients():
+    model = _model()
+    acc = BlackBox(model, num_classes=5, image_shape=SHAPE)
+    assert not any(isinstance(v, nn.Module) for v in vars(acc).values())
+    assert not hasattr(acc, "model") and not hasattr(acc, "logits")
+    x = _x().requires_grad_(True)
+    p = acc.predict_proba(x)
+    assert not p.requires_grad
+    assert torch.allclose(p.sum(1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(p, torch.softmax(model(x), 1).detach(), atol=1e-6)
+    with pytest.raises(RuntimeError):
+        p.sum().backward()
+
+
+def test_label_only_returns_labels_only():
+    model = _model()
+    acc = LabelOnly(model, num_classes=5, image_shape=SHAPE)
+    assert not any(isinstance(v, nn.Module) for v in vars(acc).values())
+    assert not hasattr(acc, "predict_proba")
+    x = _x(6)
+    out = acc.predict_label(x)
+    assert out.dtype == torch.int64 and out.shape == (6,)
+    assert torch.equal(out, model(x).argmax(1))
+
+
+def test_budget_is_enforced_before_the_query_runs():
+    acc = BlackBox(_model(), num_classes=5, image_shape=SHAPE, budget=10)
+    acc.predict_proba(_x(8))
+    with pytest.raises(QueryBudgetExceeded, match="budget of 10"):
+        acc.predict_proba(_x(3))
+    assert acc.queries == 8
+
+
+def test_wrong_input_shape_is_refused():
+    acc = LabelOnly(_model(), num_classes=5, image_shape=SHAPE)
+    with pytest.raises(AccessError, match="expected images of shape"):
+        acc.predict_label(torch.rand(2, 1, 9, 9))
+
+
+def test_output_transforms():
+    p = torch.tensor([[0.1234, 0.5, 0.3766]])
+    assert torch.allclose(round_probs(1)(p), torch.tensor([[0.1, 0.5, 0.4]]))
+    assert torch.equal(top_k(1)(p), torch.tensor([[0.0, 0.5, 0.0]]))
+    acc = BlackBox(_model(), num_classes=5, image_shape=SHAPE, output_transform=top_k(1))
+    assert (acc.predict_proba(_x()) > 0).sum(1).eq(1).all()
+
+
+def test_make_access_gives_exactly_the_declared_level():
+    for level, cls in (("white-box", WhiteBox), ("black-box", BlackBox), ("label-only", LabelOnly)):
+        acc = make_access(level, _model(), num_classes=5, image_shape=SHAPE)
+        assert type(acc) is cls and acc.level == level
+    with pytest.raises(AccessError, match="unknown access level"):
+        make_access("grey-box", _model(), num_classes=5, image_shape=SHAPE)
+
+
+class _Probe(Attack):
+    """Records what it was handed (a black-box test attack)."""
+
+    access = "black-box"
+    seen: list = []
+
+    def _invert(self, access, labels, *, generator, quiet):
+        _Probe.seen.append(access)
+        x = torch.rand(len(labels), *access.image_shape, generator=generator,
+                       device=access.device)
+        p = access.predict_proba(x)
+        return Reconstruction(x, labels, p.gather(1, labels.view(-1, 1)).squeeze(1))
+
+
+def test_attack_refuses_weaker_access_and_black_box_attack_never_sees_the_module():
+    _Probe.name = "probe"
+    atk = _Probe()
+    with pytest.raises(AccessError, match="needs black-box access"):
+        atk.invert(LabelOnly(_model(), num_classes=5, image_shape=SHAPE), [0, 1])
+    acc = make_access(atk.access, _model(), num_classes=5, image_shape=SHAPE)
+    rec = atk.invert(acc, [0, 1, 2], per_label=2, seed=1)
+    handed = _Probe.seen[-1]
+    assert isinstance(handed, BlackBox)
+    assert not any(isinstance(v, nn.Module) for v in vars(handed).values())
+    assert rec.images.shape == (6, *SHAPE) and rec.queries == 6
+    assert rec.labels.tolist() == [0, 0, 1, 1, 2, 2]
