@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
@@ -163,14 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     except InvbenchError as exc:
         sys.stderr.write(f"invbench: error: {exc}\n")
         return 2
-    except click.exceptions.UsageError as exc:
-        sys.stderr.write(f"invbench: error: {exc.format_message()}\n")
-        return 2
-    except click.exceptions.Abort:
+    except TyperException as exc:  # usage errors (unknown option, bad int...): exit code 2
+        sys.stderr.write(f"invbench: error: {' '.join(exc.format_message().split())}\n")
+        return int(exc.exit_code or 2)
+    except typer.Abort:
         sys.stderr.write("invbench: aborted\n")
         return 130
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
+    except typer.Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
     return 0
 
 

@@ -10,7 +10,7 @@ the stored spec and ``invbench list``. Validation errors use one template::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -39,8 +39,9 @@ def _describe(err: dict[str, Any], params_cls: type[Params]) -> str:
     field = str(err["loc"][0]) if err.get("loc") else ""
     info = params_cls.model_fields.get(field)
     if info is not None and info.annotation is not None:
-        ann = getattr(info.annotation, "__name__", None) or str(info.annotation)
-        return f"must be of type {ann.replace('typing.', '')} ({err.get('msg', '').lower()})"
+        if get_origin(info.annotation) is Literal:
+            return f"must be one of {_type_name(info.annotation)}"
+        return f"must be of type {_type_name(info.annotation)} ({err.get('msg', '').lower()})"
     return str(err.get("msg", "is invalid")).lower()
 
 
@@ -89,6 +90,12 @@ class Configurable:
         """``(name, type, default, description)`` for each hyperparameter."""
         out = []
         for fname, info in cls.Params.model_fields.items():
-            ann = getattr(info.annotation, "__name__", None) or str(info.annotation)
-            out.append((fname, ann, info.default, info.description or ""))
+            out.append((fname, _type_name(info.annotation), info.default, info.description or ""))
         return out
+
+
+def _type_name(annotation: Any) -> str:
+    """'int', 'float', or the choices of a Literal: "'ce' | 'logit'"."""
+    if get_origin(annotation) is Literal:
+        return " | ".join(repr(a) for a in get_args(annotation))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

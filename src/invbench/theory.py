@@ -19,8 +19,11 @@ then for training sets of ``n`` records the MI privacy loss is at most::
 
     (e^{nε} - 1) / (e^{nε} + 1)  +  2 (e^{nε} - 1) δ / ((e^{nε} + 1)(e^{ε} - 1)).
 
-It follows from group privacy (two sets differing in ``n`` records are
-(nε, δ·(e^{nε} - 1)/(e^{ε} - 1))-indistinguishable) and the fact that two
+(The paper's full text was not available to us; this reading of "MI privacy loss" as a
+distinguishing advantage is the one under which the formula is exactly the standard
+derivation below, and the tests check it as such.) It follows from group privacy (two sets
+differing in ``n`` records are (nε, δ·(e^{nε} - 1)/(e^{ε} - 1))-indistinguishable) and
+the fact that two
 (ε', δ')-indistinguishable distributions are at most ``(e^{ε'} - 1 + 2δ') / (e^{ε'} + 1)``
 apart in total variation. The first term is ``tanh(nε/2)``; the second is
 ``2δ · tanh(nε/2) / (e^{ε} - 1)``.

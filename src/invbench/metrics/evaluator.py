@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from invbench.errors import ConfigError, DataError
-from invbench.progress import log
 
 if TYPE_CHECKING:
     from invbench.bench.cache import Cache
@@ -125,11 +124,9 @@ class Evaluator:
         dev = self.device
         outs = []
         with torch.inference_mode():
-            for i in range(0, x.shape[0], self.batch_size):
+            for i in range(0, max(x.shape[0], 1), self.batch_size):  # one pass when empty
                 xb = x[i : i + self.batch_size].to(dev, dtype=torch.float32, non_blocking=True)
                 outs.append(fn(xb).float())
-        if not outs:
-            return torch.empty(0, device=dev)
         return torch.cat(outs)
 
     def logits(self, x: Tensor) -> Tensor:
@@ -147,10 +144,10 @@ class Evaluator:
         and, when the evaluator has a cache, stored there with ``save_tensors``.
         """
         fp = protocol.fingerprint()
+        dev = self.device
         hit = self._private.get(fp)
         if hit is not None:
-            return hit
-        dev = self.device
+            return hit[0].to(dev), hit[1].to(dev)
         key = None
         if self.cache is not None and self.cache_key is not None:
             key = self.cache.key({"evaluator": self.cache_key, "protocol": fp})
@@ -208,7 +205,7 @@ def train_evaluator(
         epochs, batch_size, lr: Adam training schedule.
         device: where to train and run the evaluator.
         cache: a :class:`~invbench.bench.cache.Cache`; kind ``"evaluator"``.
-        quiet: silence the progress bar and the accuracy log line.
+        quiet: silence the training progress bar.
 
     Example::
 
@@ -270,7 +267,6 @@ def train_evaluator(
         fit()
     model.to(device).eval()
     acc = evaluate_accuracy(model, protocol.private_test.x, protocol.private_test.y, device=device)
-    log(f"evaluator {chosen}: {acc:.2%} top-1 on private test", quiet=quiet)
     return Evaluator(
         model,
         arch=chosen,

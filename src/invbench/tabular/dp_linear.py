@@ -115,7 +115,7 @@ class FunctionalMechanismLinearRegression(RegressorMixin, BaseEstimator):
         noisy[iu] = coef2[iu] + rng.laplace(0.0, scale, size=iu[0].size)
         M = (noisy + noisy.T) / 2.0  # off-diagonal: c_jl / 2 on both sides
         np.fill_diagonal(M, np.diag(noisy))
-        M = M + ridge * scale * np.eye(D)
+        M = M + ridge * 2.0 * math.sqrt(2.0 * D) * scale * np.eye(D)
         vals, vecs = np.linalg.eigh(M)
         keep = vals > 1e-10 * max(1.0, float(np.abs(vals).max()))
         # minimiser of wᵀMw + αᵀw in the kept eigen-subspace: w = -½ Σ q (qᵀα)/λ
@@ -150,7 +150,7 @@ class DPSGDLinearRegression(RegressorMixin, BaseEstimator):
     Paper: Abadi et al., "Deep Learning with Differential Privacy", CCS 2016,
     https://arxiv.org/abs/1607.00133; implementation: opacus' ``PrivacyEngine``
     (``make_private_with_epsilon``, Poisson sampling, per-sample clipping at
-    ``max_grad_norm``, noise calibrated by the PRV accountant to reach ``epsilon`` after
+    ``max_grad_norm``, noise calibrated by the RDP accountant to reach ``epsilon`` after
     ``epochs``). Features and target are standardised with the training statistics (treated
     as public) and the weights mapped back.
 
@@ -239,7 +239,7 @@ class DPSGDLinearRegression(RegressorMixin, BaseEstimator):
                 # opacus warns about its non-cryptographic RNG and the accountant's alpha
                 # grid; both are expected for a benchmark baseline
                 warnings.simplefilter("ignore")
-                engine = opacus.PrivacyEngine(accountant="prv")
+                engine = opacus.PrivacyEngine(accountant="rdp")
                 model, optimizer, loader = engine.make_private_with_epsilon(
                     module=model,
                     optimizer=optimizer,

@@ -495,7 +495,8 @@ class _ID3Base(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
 
     def predict(self, X: Any) -> np.ndarray:
         """``(n,)`` the most likely class of the reached leaf (ties: the first in ``classes_``)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     @property
     def n_leaves_(self) -> int:

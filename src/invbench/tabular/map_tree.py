@@ -140,6 +140,8 @@ class MAPTreeAttack(BaseEstimator):
         if self.mode == "black-box":
             pred = np.asarray(model.predict(data.X))
             labels = np.union1d(np.unique(data.y_class), np.unique(pred))
+            if hasattr(model, "classes_"):  # labels the model could output elsewhere
+                labels = np.union1d(labels, np.asarray(model.classes_))
             t = np.searchsorted(labels, data.y_class)
             q = np.searchsorted(labels, pred)
             conf = np.ones((labels.size, labels.size), dtype=np.float64)  # add-one smoothing

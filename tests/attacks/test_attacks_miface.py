@@ -1,0 +1,188 @@
+"""MI-Face (Fredrikson et al. 2015) on a digits target trained on classes 0-4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from invbench.access import BlackBox, LabelOnly, WhiteBox
+from invbench.attacks import MIFace
+from invbench.attacks.mi_face import CHECK_EVERY
+from invbench.bench.cache import Cache
+from invbench.data import Protocol, load_protocol
+from invbench.errors import AccessError, ConfigError
+from invbench.models import make_classifier
+from invbench.registry import ATTACKS
+from invbench.training import train_classifier
+
+SHAPE = (1, 8, 8)
+K = 5
+
+
+def _trained(cache: Cache, proto: Protocol, arch: str, *, epochs: int, seed: int) -> nn.Module:
+    """A classifier trained on the private split, cached under the session's temp dir."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = make_classifier(arch, image_shape=SHAPE, num_classes=K)
+    parts = {"test": "attacks", "data": proto.fingerprint(), "arch": arch, "epochs": epochs,
+             "seed": seed}
+
+    def create() -> None:
+        train_classifier(model, proto.private_train.x, proto.private_train.y, epochs=epochs,
+                         seed=seed)
+
+    cache.get_or_create("target", parts, {"model": model}, create)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Protocol, nn.Module, nn.Module]:
+    """(protocol, white-box target cnn-s, independent evaluator mlp), shared by the module."""
+    proto = load_protocol("digits", seed=0)
+    cache = Cache(Path(tmp_path_factory.getbasetemp()) / "attacks-cache")
+    target = _trained(cache, proto, "cnn-s", epochs=5, seed=0)
+    evaluator = _trained(cache, proto, "mlp", epochs=15, seed=1)
+    return proto, target, evaluator
+
+
+def _white(model: nn.Module) -> WhiteBox:
+    return WhiteBox(model, num_classes=K, image_shape=SHAPE)
+
+
+class _Counting(nn.Module):
+    """Wraps a model and counts forward calls (to check one batched pass per step)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_registered() -> None:
+    assert ATTACKS.get("mi-face") is MIFace
+    assert MIFace.access == "white-box" and not MIFace.needs_public
+
+
+def test_reconstructions_fool_an_independent_model(setup) -> None:
+    proto, target, evaluator = setup
+    rec = MIFace(steps=200).invert(_white(target), list(range(K)), per_label=4, seed=0)
+    assert rec.images.shape == (20, *SHAPE)
+    with torch.inference_mode():
+        pred_eval = evaluator(rec.images).argmax(1)
+        pred_target = target(rec.images).argmax(1)
+    assert float((pred_target == rec.labels).float().mean()) == 1.0
+    acc = float((pred_eval == rec.labels).float().mean())
+    assert acc >= 0.6, f"independent-model accuracy {acc:.2f} is not well above chance (0.2)"
+    assert float(rec.scores.min()) > 0.9
+
+
+def test_fredrikson_cost_raises_target_confidence(setup) -> None:
+    _, target, _ = setup
+    x0 = torch.zeros(K, *SHAPE)
+    with torch.inference_mode():
+        before = torch.softmax(target(x0), 1)[torch.arange(K), torch.arange(K)]
+    rec = MIFace(steps=100, loss="prob", lr=1.0).invert(_white(target), list(range(K)), seed=0)
+    # the cost saturates where p(y|x) starts near 0, so not every label gets far
+    assert bool((rec.scores > before).all())
+    assert float(rec.scores.mean()) > float(before.mean()) + 0.3
+
+
+def test_shapes_ranges_and_label_order(setup) -> None:
+    _, target, _ = setup
+    rec = MIFace(steps=10).invert(_white(target), [3, 1], per_label=3, seed=0)
+    assert rec.images.shape == (6, *SHAPE) and rec.images.dtype == torch.float32
+    assert rec.labels.tolist() == [3, 3, 3, 1, 1, 1]
+    assert rec.scores.shape == (6,)
+    assert float(rec.images.min()) >= 0.0 and float(rec.images.max()) <= 1.0
+    assert float(rec.scores.min()) >= 0.0 and float(rec.scores.max()) <= 1.0
+    assert rec.queries == 10 * 6 + 6
+
+
+def test_one_batched_forward_per_step(setup) -> None:
+    _, target, _ = setup
+    counting = _Counting(target)
+    rec = MIFace(steps=12, init="uniform", restarts=3).invert(
+        _white(counting), [0, 1, 2], per_label=2, seed=0
+    )
+    assert counting.calls == 12 + 1  # 12 steps + 1 final scoring pass, 18 images each
+    assert rec.queries == 13 * 18
+
+
+def test_deterministic_under_seed(setup) -> None:
+    _, target, _ = setup
+    attack = MIFace(steps=20, init="uniform", restarts=2, tv_weight=0.1, l2_weight=0.1)
+    a = attack.invert(_white(target), [0, 4], per_label=2, seed=7)
+    b = attack.invert(_white(target), [0, 4], per_label=2, seed=7)
+    c = attack.invert(_white(target), [0, 4], per_label=2, seed=8)
+    assert torch.equal(a.images, b.images) and torch.equal(a.scores, b.scores)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_images_do_not_depend_on_the_rest_of_the_batch(setup) -> None:
+    _, target, _ = setup
+    attack = MIFace(steps=30, init="uniform")
+    small = attack.invert(_white(target), [0, 1], seed=3)
+    large = attack.invert(_white(target), [0, 1, 2, 3], seed=3)
+    assert torch.allclose(small.images, large.images[:2], atol=1e-4)
+
+
+def test_best_restart_is_kept(setup) -> None:
+    _, target, _ = setup
+    one = MIFace(steps=15, init="uniform", restarts=1).invert(_white(target), [0, 1, 2], seed=1)
+    three = MIFace(steps=15, init="uniform", restarts=3).invert(_white(target), [0, 1, 2], seed=1)
+    # restart 0 of the 3-restart run is the 1-restart run (same noise stream), so the kept
+    # restart scores at least as well, and strictly better somewhere
+    assert bool((three.scores >= one.scores - 1e-6).all())
+    assert bool((three.scores > one.scores + 1e-6).any())
+
+
+def test_gamma_stops_confident_images_early(setup) -> None:
+    _, target, _ = setup
+    access = _white(target)
+    steps = 400
+    rec = MIFace(steps=steps, gamma=0.05).invert(access, [0, 1, 2, 3, 4], seed=0)
+    assert rec.queries < steps * 5  # every image froze before the last step
+    assert float(rec.scores.min()) >= 0.95
+
+
+def test_beta_stops_stalled_images(setup) -> None:
+    _, target, _ = setup
+    # a step too small to change the cost by 1e-4: the first check records the cost, the
+    # second (beta=10 steps later at least) finds no progress and freezes both images
+    rec = MIFace(steps=500, lr=1e-9, beta=10).invert(_white(target), [0, 1], seed=0)
+    assert rec.queries == 2 * CHECK_EVERY * 2 + 2
+
+
+@pytest.mark.parametrize("level", [BlackBox, LabelOnly])
+def test_refuses_weaker_access(setup, level) -> None:
+    _, target, _ = setup
+    access = level(target, num_classes=K, image_shape=SHAPE)
+    with pytest.raises(AccessError, match="needs white-box access"):
+        MIFace(steps=5).invert(access, [0], seed=0)
+    assert access.queries == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"steps": 0}, "The 'steps' parameter of attack 'mi-face' must be >= 1. Got 0 instead."),
+        ({"lr": -1.0}, "The 'lr' parameter of attack 'mi-face' must be > 0.0. Got -1.0 instead."),
+        ({"gamma": 1.0}, "The 'gamma' parameter of attack 'mi-face' must be < 1. Got 1.0"),
+        ({"loss": "hinge"}, "The 'loss' parameter of attack 'mi-face'"),
+        ({"step": 3}, "attack 'mi-face' has no parameter 'step'; its parameters are: steps,"),
+        ({"restarts": 2}, "The 'restarts' parameter of attack 'mi-face' must be 1 when "
+                          "init='zeros'"),
+    ],
+)
+def test_bad_params_raise_config_error(params: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        MIFace(**params)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
