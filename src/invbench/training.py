@@ -300,8 +300,9 @@ def train_wgan_gp(
                 z = torch.randn(batch_size, latent_dim, device=dev, generator=gen)
                 with torch.no_grad():
                     fake = generator(z)
-                d_real = discriminator(real).mean()
-                d_fake = discriminator(fake).mean()
+                # one critic pass over real and fake (the critic is per-sample: no BatchNorm)
+                d_real, d_fake = discriminator(torch.cat([real, fake])).split(batch_size)
+                d_real, d_fake = d_real.mean(), d_fake.mean()
                 gp = _gradient_penalty(discriminator, real, fake, gen)
                 d_loss = d_fake - d_real + gp_weight * gp
                 opt_d.zero_grad(set_to_none=True)

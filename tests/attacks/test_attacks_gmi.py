@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import Tensor, nn
@@ -13,7 +11,7 @@ from invbench.access import BlackBox, LabelOnly, WhiteBox
 from invbench.attacks import GMI, MIFace
 from invbench.attacks.gmi import split_digest
 from invbench.bench.cache import Cache
-from invbench.data import Protocol, Split, load_protocol
+from invbench.data import Protocol, Split
 from invbench.errors import AccessError, ConfigError, DataError
 from invbench.models import make_classifier
 from invbench.registry import ATTACKS
@@ -24,32 +22,19 @@ K = 5
 GAN_STEPS = 300  # enough for a recognisable digit prior; the default is larger
 
 
-def _trained(cache: Cache, proto: Protocol, arch: str, *, epochs: int, seed: int) -> nn.Module:
-    """A classifier trained on the private split, cached under the session's temp dir."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = make_classifier(arch, image_shape=SHAPE, num_classes=K)
-    parts = {"test": "attacks", "data": proto.fingerprint(), "arch": arch, "epochs": epochs,
-             "seed": seed}
-
-    def create() -> None:
-        train_classifier(model, proto.private_train.x, proto.private_train.y, epochs=epochs,
-                         seed=seed)
-
-    cache.get_or_create("target", parts, {"model": model}, create)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory):
+def setup(digits_protocol: Protocol, digits_target: nn.Module,
+          tmp_path_factory: pytest.TempPathFactory):
     """(protocol, target cnn-s, independent evaluator mlp, prepared GMI, cache)."""
-    proto = load_protocol("digits", seed=0)
-    cache = Cache(Path(tmp_path_factory.getbasetemp()) / "attacks-cache")
-    target = _trained(cache, proto, "cnn-s", epochs=5, seed=0)
-    evaluator = _trained(cache, proto, "mlp", epochs=15, seed=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        evaluator = make_classifier("mlp", image_shape=SHAPE, num_classes=K)
+    train_classifier(evaluator, digits_protocol.private_train.x, digits_protocol.private_train.y,
+                     epochs=15, seed=1)
+    cache = Cache(tmp_path_factory.mktemp("gmi-cache"))
     attack = GMI(gan_steps=GAN_STEPS, iterations=150)
-    attack.prepare(proto.public, image_shape=SHAPE, cache=cache, seed=0)
-    return proto, target, evaluator, attack, cache
+    attack.prepare(digits_protocol.public, image_shape=SHAPE, cache=cache, seed=0)
+    return digits_protocol, digits_target.eval(), evaluator.eval(), attack, cache
 
 
 def _white(model: nn.Module) -> WhiteBox:
@@ -59,7 +44,7 @@ def _white(model: nn.Module) -> WhiteBox:
 def _nearest_private(images: Tensor, labels: Tensor, private: Split) -> Tensor:
     """L2 distance of each image to the nearest private training image of its class."""
     out = []
-    for img, lab in zip(images, labels):
+    for img, lab in zip(images, labels, strict=True):
         same = private.x[private.y == lab].flatten(1)
         out.append(torch.cdist(img.flatten().view(1, -1), same).min())
     return torch.stack(out)
@@ -195,7 +180,7 @@ def test_refuses_weaker_access(setup, level) -> None:
     [
         ({"iterations": 0},
          "The 'iterations' parameter of attack 'gmi' must be >= 1. Got 0 instead."),
-        ({"momentum": 1.0}, "The 'momentum' parameter of attack 'gmi' must be < 1. Got 1.0"),
+        ({"momentum": 1.0}, "The 'momentum' parameter of attack 'gmi' must be < 1.0. Got 1.0"),
         ({"lambda_id": -1.0},
          "The 'lambda_id' parameter of attack 'gmi' must be >= 0.0. Got -1.0 instead."),
         ({"identity_loss": "hinge"}, "The 'identity_loss' parameter of attack 'gmi'"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -11,8 +9,7 @@ from torch import nn
 from invbench.access import BlackBox, LabelOnly, WhiteBox
 from invbench.attacks import MIFace
 from invbench.attacks.mi_face import CHECK_EVERY
-from invbench.bench.cache import Cache
-from invbench.data import Protocol, load_protocol
+from invbench.data import Protocol
 from invbench.errors import AccessError, ConfigError
 from invbench.models import make_classifier
 from invbench.registry import ATTACKS
@@ -22,30 +19,17 @@ SHAPE = (1, 8, 8)
 K = 5
 
 
-def _trained(cache: Cache, proto: Protocol, arch: str, *, epochs: int, seed: int) -> nn.Module:
-    """A classifier trained on the private split, cached under the session's temp dir."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = make_classifier(arch, image_shape=SHAPE, num_classes=K)
-    parts = {"test": "attacks", "data": proto.fingerprint(), "arch": arch, "epochs": epochs,
-             "seed": seed}
-
-    def create() -> None:
-        train_classifier(model, proto.private_train.x, proto.private_train.y, epochs=epochs,
-                         seed=seed)
-
-    cache.get_or_create("target", parts, {"model": model}, create)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Protocol, nn.Module, nn.Module]:
-    """(protocol, white-box target cnn-s, independent evaluator mlp), shared by the module."""
-    proto = load_protocol("digits", seed=0)
-    cache = Cache(Path(tmp_path_factory.getbasetemp()) / "attacks-cache")
-    target = _trained(cache, proto, "cnn-s", epochs=5, seed=0)
-    evaluator = _trained(cache, proto, "mlp", epochs=15, seed=1)
-    return proto, target, evaluator
+def setup(
+    digits_protocol: Protocol, digits_target: nn.Module
+) -> tuple[Protocol, nn.Module, nn.Module]:
+    """(protocol, white-box target cnn-s, independent evaluator mlp trained on the same data)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        evaluator = make_classifier("mlp", image_shape=SHAPE, num_classes=K)
+    train_classifier(evaluator, digits_protocol.private_train.x, digits_protocol.private_train.y,
+                     epochs=15, seed=1)
+    return digits_protocol, digits_target.eval(), evaluator.eval()
 
 
 def _white(model: nn.Module) -> WhiteBox:
@@ -174,7 +158,7 @@ def test_refuses_weaker_access(setup, level) -> None:
     [
         ({"steps": 0}, "The 'steps' parameter of attack 'mi-face' must be >= 1. Got 0 instead."),
         ({"lr": -1.0}, "The 'lr' parameter of attack 'mi-face' must be > 0.0. Got -1.0 instead."),
-        ({"gamma": 1.0}, "The 'gamma' parameter of attack 'mi-face' must be < 1. Got 1.0"),
+        ({"gamma": 1.0}, "The 'gamma' parameter of attack 'mi-face' must be < 1.0. Got 1.0"),
         ({"loss": "hinge"}, "The 'loss' parameter of attack 'mi-face'"),
         ({"step": 3}, "attack 'mi-face' has no parameter 'step'; its parameters are: steps,"),
         ({"restarts": 2}, "The 'restarts' parameter of attack 'mi-face' must be 1 when "

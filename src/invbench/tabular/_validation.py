@@ -20,7 +20,7 @@ import numpy as np
 
 from invbench.errors import ConfigError, DataError
 
-__all__ = ["check_param", "check_Xy", "check_X"]
+__all__ = ["check_param", "check_X", "check_Xy"]
 
 Kind = Literal["float", "int", "str", "bool"]
 
@@ -125,48 +125,43 @@ def check_param(
     return out
 
 
-def check_X(owner: object | str, X: Any, *, n_features: int | None = None) -> np.ndarray:
-    """``X`` as a finite 2-D float64 array, or a one-line :class:`DataError`.
+def _one_line(owner: object | str, exc: Exception) -> DataError:
+    owner_name = owner if isinstance(owner, str) else type(owner).__name__
+    return DataError(f"{owner_name}: {' '.join(str(exc).split())}")
 
-    ``n_features`` (the width seen in ``fit``) is checked when given.
+
+def _validate_data(estimator: Any, X: Any, y: Any, *, reset: bool) -> Any:
+    kwargs: dict[str, Any] = {"reset": reset, "dtype": np.float64}
+    if y is not None:
+        kwargs["y_numeric"] = True
+    try:
+        from sklearn.utils.validation import validate_data
+    except ImportError:  # scikit-learn < 1.6
+        return estimator._validate_data(X, y if y is not None else "no_validation", **kwargs)
+    return validate_data(estimator, X, y if y is not None else "no_validation", **kwargs)
+
+
+def check_X(estimator: Any, X: Any) -> np.ndarray:
+    """``X`` for ``predict``: a finite 2-D float64 array with the width seen in ``fit``.
+
+    Uses scikit-learn's ``validate_data`` (so messages match what scikit-learn's estimator
+    checks expect) and re-raises its errors as one-line :class:`DataError`.
     """
-    owner_name = owner if isinstance(owner, str) else type(owner).__name__
     try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{owner_name}: X must be a numeric 2-D array ({exc})") from None
-    if arr.ndim != 2:
-        raise DataError(
-            f"{owner_name}: X must be a 2-D array (n_samples, n_features); got shape {arr.shape}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataError(f"{owner_name}: X is empty (shape {arr.shape}); need at least 1 sample")
-    if not np.all(np.isfinite(arr)):
-        raise DataError(f"{owner_name}: X contains NaN or infinity; impute or drop those rows")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise DataError(
-            f"{owner_name}: X has {arr.shape[1]} features, but the model was fitted "
-            f"with {n_features} features"
-        )
-    return arr
+        return _validate_data(estimator, X, None, reset=False)
+    except ValueError as exc:
+        raise _one_line(estimator, exc) from None
 
 
-def check_Xy(owner: object | str, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, y)`` as finite float64 arrays of matching length, or a one-line :class:`DataError`."""
-    owner_name = owner if isinstance(owner, str) else type(owner).__name__
-    arr = check_X(owner, X)
-    try:
-        yy = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{owner_name}: y must be a numeric 1-D array ({exc})") from None
-    if yy.ndim == 2 and yy.shape[1] == 1:
-        yy = yy[:, 0]
-    if yy.ndim != 1:
-        raise DataError(f"{owner_name}: y must be a 1-D array; got shape {yy.shape}")
-    if yy.shape[0] != arr.shape[0]:
+def check_Xy(estimator: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` for ``fit``: finite float64 arrays of matching length, or one-line
+    :class:`DataError`; records ``n_features_in_`` on ``estimator``."""
+    if y is None:
         raise DataError(
-            f"{owner_name}: X has {arr.shape[0]} samples but y has {yy.shape[0]}; they must match"
+            f"{type(estimator).__name__} requires y to be passed, but the target y is None"
         )
-    if not np.all(np.isfinite(yy)):
-        raise DataError(f"{owner_name}: y contains NaN or infinity; impute or drop those rows")
-    return arr, yy
+    try:
+        X, y = _validate_data(estimator, X, y, reset=True)
+    except ValueError as exc:
+        raise _one_line(estimator, exc) from None
+    return X, np.asarray(y, dtype=np.float64)

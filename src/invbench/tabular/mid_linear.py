@@ -150,7 +150,6 @@ class MIDLinearRegression(RegressorMixin, BaseEstimator):
         self.information_ = (
             v / (2.0 * s2) if approx == "taylor" else 0.5 * math.log1p(v / s2)
         )
-        self.n_features_in_ = X.shape[1]
         return self
 
     @staticmethod
@@ -172,5 +171,5 @@ class MIDLinearRegression(RegressorMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Predictions ``(n,)`` for ``X`` ``(n, d)``."""
         check_is_fitted(self, "coef_")
-        X = check_X(self, X, n_features=self.n_features_in_)
+        X = check_X(self, X)
         return X @ self.coef_ + self.intercept_
