@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -15,6 +17,15 @@ from invbench.training import (
     train_classifier,
     train_wgan_gp,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads; on a shared 2-core box they lose 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +99,20 @@ def test_global_rng_is_seeded_inside_and_restored(digits_0_4) -> None:
         draws.append(torch.randn(()))  # e.g. a reparametrisation sample
         return nn.functional.cross_entropy(model(xb), yb)
 
+    class AlwaysNoisy(nn.Module):
+        """Samples from the global RNG in train *and* eval mode (like MID with samples > 0)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(64, 5)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.lin(x.flatten(1)) + 0.0 * torch.randn(x.shape[0], 5)
+
     torch.manual_seed(123)
     before = torch.get_rng_state()
     for _ in range(2):
-        model = make_classifier("mlp", image_shape=(1, 8, 8), num_classes=5)
+        model = AlwaysNoisy()
         torch.set_rng_state(before)
         train_classifier(model, xtr, ytr, loss_fn=noisy_loss, epochs=1, batch_size=32, seed=5)
         assert torch.equal(torch.get_rng_state(), before)
@@ -162,6 +183,7 @@ def test_evaluate_accuracy_exact_and_batched() -> None:
         ("epochs", ConfigError, "epochs"),
         ("batch_size", ConfigError, "batch_size"),
         ("lr", ConfigError, "lr"),
+        ("weight_decay", ConfigError, "weight_decay"),
     ],
 )
 def test_train_classifier_bad_inputs(case: str, error: type, needle: str) -> None:
@@ -188,6 +210,8 @@ def test_train_classifier_bad_inputs(case: str, error: type, needle: str) -> Non
         kw[case] = 0
     elif case == "lr":
         kw["lr"] = -1.0
+    elif case == "weight_decay":
+        kw["weight_decay"] = "0.1"
     model = make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5)
     with pytest.raises(error) as info:
         train_classifier(model, x, y, **kw)
@@ -248,8 +272,7 @@ def test_wgan_gp_same_seed_same_weights(digits) -> None:
 
 def test_wgan_gp_progress_bar_path_runs(digits) -> None:
     gen, critic = make_gan((1, 8, 8), latent_dim=8)
-    out = train_wgan_gp(gen, critic, digits[0][:64], steps=2, batch_size=8, n_critic=1,
-                        quiet=False)
+    out = train_wgan_gp(gen, critic, digits[0][:64], steps=2, batch_size=8, n_critic=1, quiet=False)
     assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
 
 

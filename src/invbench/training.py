@@ -40,6 +40,11 @@ def _check_positive(name: str, value: object, *, integer: bool) -> None:
         raise ConfigError(f"{name} must be {what}, got {value!r}")
 
 
+def _check_non_negative(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+
+
 def _check_labels(x: Tensor, y: object, *, what: str) -> Tensor:
     if not isinstance(y, Tensor):
         raise DataError(f"{what}: labels must be a torch.Tensor, got {type(y).__name__}")
@@ -52,12 +57,21 @@ def _check_labels(x: Tensor, y: object, *, what: str) -> Tensor:
     return y.long()
 
 
+def _fork_devices(device: torch.device) -> list[int]:
+    if device.type == "cuda":
+        return [device.index if device.index is not None else torch.cuda.current_device()]
+    return []
+
+
 def _output_width(model: nn.Module, x: Tensor, *, what: str) -> int:
-    """Number of logits ``model`` gives for one image of ``x`` (probed in eval mode)."""
+    """Number of logits ``model`` gives for one image of ``x`` (probed in eval mode).
+
+    The probe leaves torch's global RNG untouched (a model may sample in eval mode).
+    """
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.random.fork_rng(devices=_fork_devices(x.device)), torch.inference_mode():
             out = model(x[:1])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -87,12 +101,6 @@ def default_max_shift(height: int) -> int:
     if height <= 16:
         return 1
     return max(2, min(4, round(height / 16)))
-
-
-def _fork_devices(device: torch.device) -> list[int]:
-    if device.type == "cuda":
-        return [device.index if device.index is not None else torch.cuda.current_device()]
-    return []
 
 
 def train_classifier(
@@ -149,8 +157,7 @@ def train_classifier(
     _check_positive("epochs", epochs, integer=True)
     _check_positive("batch_size", batch_size, integer=True)
     _check_positive("lr", lr, integer=False)
-    if weight_decay < 0:
-        raise ConfigError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    _check_non_negative("weight_decay", weight_decay)
     check_images(x, what=desc)
     y = _check_labels(x, y, what=desc)
     dev = torch.device(device)
@@ -189,9 +196,7 @@ def train_classifier(
                 if not quiet:
                     running += loss.detach()
                     seen += 1
-                    if seen == _LOG_EVERY or (
-                        epoch == epochs - 1 and step == steps_per_epoch - 1
-                    ):
+                    if seen == _LOG_EVERY or (epoch == epochs - 1 and step == steps_per_epoch - 1):
                         bar.update(epoch=epoch + 1, loss=float(running) / seen)
                         running.zero_()
                         seen = 0
@@ -261,8 +266,7 @@ def train_wgan_gp(
     _check_positive("batch_size", batch_size, integer=True)
     _check_positive("n_critic", n_critic, integer=True)
     _check_positive("lr", lr, integer=False)
-    if gp_weight < 0:
-        raise ConfigError(f"gp_weight must be >= 0, got {gp_weight!r}")
+    _check_non_negative("gp_weight", gp_weight)
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         raise ConfigError(f"betas must be two numbers in [0, 1), got {betas!r}")
     latent_dim = getattr(generator, "latent_dim", None)

@@ -25,12 +25,12 @@ GAN_STEPS = 300  # enough for a recognisable digit prior; the default is larger
 @pytest.fixture(scope="module")
 def setup(digits_protocol: Protocol, digits_target: nn.Module,
           tmp_path_factory: pytest.TempPathFactory):
-    """(protocol, target cnn-s, independent evaluator mlp, prepared GMI, cache)."""
+    """(protocol, target cnn-s, independent evaluator resnet, prepared GMI, cache)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
-        evaluator = make_classifier("mlp", image_shape=SHAPE, num_classes=K)
+        evaluator = make_classifier("resnet", image_shape=SHAPE, num_classes=K)
     train_classifier(evaluator, digits_protocol.private_train.x, digits_protocol.private_train.y,
-                     epochs=15, seed=1)
+                     epochs=5, seed=1)
     cache = Cache(tmp_path_factory.mktemp("gmi-cache"))
     attack = GMI(gan_steps=GAN_STEPS, iterations=150)
     attack.prepare(digits_protocol.public, image_shape=SHAPE, cache=cache, seed=0)

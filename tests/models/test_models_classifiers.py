@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -20,6 +22,15 @@ from invbench.models import (
 
 SHAPES = [(1, 8, 8), (3, 8, 8), (1, 28, 28), (3, 32, 32), (1, 64, 64), (3, 64, 64)]
 MIN_SIDE = {"cnn-s": 4, "cnn-m": 8, "cnn-l": 16, "resnet": 4, "mlp": 1, "auto": 1}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads; on a shared 2-core box they lose 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -44,8 +55,12 @@ def test_shapes_and_features_head_contract(arch: str, shape: tuple[int, int, int
 
 
 def test_non_square_and_odd_sizes_work() -> None:
-    for arch, shape in [("cnn-s", (1, 12, 9)), ("cnn-m", (3, 30, 26)), ("cnn-l", (1, 48, 80)),
-                        ("resnet", (2, 20, 20))]:
+    for arch, shape in [
+        ("cnn-s", (1, 12, 9)),
+        ("cnn-m", (3, 30, 26)),
+        ("cnn-l", (1, 48, 80)),
+        ("resnet", (2, 20, 20)),
+    ]:
         model = make_classifier(arch, image_shape=shape, num_classes=3).eval()
         assert model(torch.rand(2, *shape)).shape == (2, 3)
 
@@ -59,8 +74,8 @@ def test_training_mode_backward_reaches_every_parameter() -> None:
 
 
 @pytest.mark.parametrize(
-    ("height", "expected"), [(8, "cnn-s"), (16, "cnn-s"), (28, "cnn-m"), (32, "cnn-m"),
-                             (64, "cnn-l"), (128, "cnn-l")]
+    ("height", "expected"),
+    [(8, "cnn-s"), (16, "cnn-s"), (28, "cnn-m"), (32, "cnn-m"), (64, "cnn-l"), (128, "cnn-l")],
 )
 def test_auto_picks_by_height(height: int, expected: str) -> None:
     assert resolve_arch("auto", (1, height, height)) == expected
@@ -75,8 +90,11 @@ def test_evaluator_architecture_differs_from_target(shape: tuple[int, int, int])
     judge = make_classifier(ev, image_shape=shape, num_classes=5)
 
     def layout(m: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
-        return [(type(mod).__name__, tuple(mod.weight.shape)) for mod in m.modules()
-                if isinstance(mod, nn.Conv2d | nn.Linear)]
+        return [
+            (type(mod).__name__, tuple(mod.weight.shape))
+            for mod in m.modules()
+            if isinstance(mod, nn.Conv2d | nn.Linear)
+        ]
 
     assert layout(target) != layout(judge)
     assert any(isinstance(m, PreActBlock) for m in judge.modules())
