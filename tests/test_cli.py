@@ -109,7 +109,7 @@ def test_list(capsys):
         (["run", "--defense", "mid:beta=-1"], "The 'beta' parameter of defense 'mid' must be >= 0"),
         (["run", "--attack", "gmi:iterations=many"], "The 'iterations' parameter of attack 'gmi'"),
         (["run", "--dataset", "image-folder", "--data-dir", "/no/such"], "does not exist"),
-        (["run", "--seed", "x"], "'x' is not a valid integer"),
+        (["run", "--seed", "x"], "Invalid value for '--seed'"),
         (["run", "--bogus"], "No such option"),
         (["runs", "--out", "/no/such/place"], "no store at"),
     ],

@@ -28,7 +28,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_out = Console(soft_wrap=True)
+# Tables are wide; when stdout is a file or a pipe, do not squeeze them into 80 columns.
+_out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 @app.command()

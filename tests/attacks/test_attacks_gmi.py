@@ -136,7 +136,8 @@ def test_prior_is_trained_on_public_data_only(setup, monkeypatch, tmp_path) -> N
     dist = torch.cdist(proto.private_train.x.flatten(1), seen[0].flatten(1))
     assert float(dist.min()) > 0.0
     # the cache key is built from the public split's content, not the private one
-    parts = attack.prior_meta_["parts"]
+    parts = attack.prior_parts_
+    assert attack.prior_meta_["parts"] == parts
     assert parts["public"] == split_digest(proto.public)
     assert parts["public"] != split_digest(proto.private_train)
     assert parts["image_shape"] == list(SHAPE) and parts["seed"] == 0
@@ -151,6 +152,9 @@ def test_prior_is_trained_on_public_data_only(setup, monkeypatch, tmp_path) -> N
     GMI(gan_steps=3, gan_batch_size=8).prepare(proto.public, image_shape=SHAPE, cache=cache)
     GMI(gan_steps=2, gan_batch_size=8).prepare(proto.public, image_shape=SHAPE, cache=cache,
                                                seed=1)
+    assert len(seen) == 3
+    # preparing the same object again on the same data reuses its prior even without a cache
+    attack.prepare(proto.public, image_shape=SHAPE, seed=0)
     assert len(seen) == 3
 
 

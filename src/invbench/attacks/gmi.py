@@ -100,12 +100,11 @@ class GMI(Attack):
 
     Example::
 
-        >>> attack = GMI(gan_steps=500, iterations=200)
-        >>> attack.prepare(protocol.public, image_shape=protocol.image_shape, seed=0)
-        >>> rec = attack.invert(WhiteBox(model, num_classes=5, image_shape=(1, 8, 8)),
-        ...                     labels=[0, 1], per_label=3, seed=0)
-        >>> rec.images.shape
-        torch.Size([6, 1, 8, 8])
+        attack = GMI(gan_steps=500, iterations=200)
+        attack.prepare(protocol.public, image_shape=protocol.image_shape, seed=0)
+        access = WhiteBox(model, num_classes=5, image_shape=(1, 8, 8))
+        rec = attack.invert(access, [0, 1], per_label=3, seed=0)
+        rec.images.shape  # torch.Size([6, 1, 8, 8])
     """
 
     access: ClassVar[str] = "white-box"
@@ -144,6 +143,8 @@ class GMI(Attack):
         self.generator_: Generator | None = None
         self.discriminator_: Discriminator | None = None
         self.prior_meta_: dict[str, Any] | None = None
+        #: what the prepared prior was trained from (its cache key parts), for audits
+        self.prior_parts_: dict[str, object] | None = None
 
     def cache_parts(self) -> dict[str, object]:
         """The hyperparameters that determine the GAN prior (not the latent search)."""
@@ -199,6 +200,14 @@ class GMI(Attack):
                 f"the target expects {shape}"
             )
         p = self.params
+        parts = self.prior_key_parts(public, image_shape=shape, seed=seed)
+        if self.generator_ is not None and self.prior_parts_ == parts:
+            # already prepared on this very data with these settings (e.g. one attack object
+            # run against several defended targets): nothing to learn again
+            self.generator_.to(device)
+            if self.discriminator_ is not None:
+                self.discriminator_.to(device)
+            return
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             generator, critic = make_gan(shape, latent_dim=p.latent_dim)  # type: ignore[arg-type]
@@ -212,7 +221,6 @@ class GMI(Attack):
             return {"losses": {k: float(v) for k, v in losses.items()}}
 
         if cache is not None:
-            parts = self.prior_key_parts(public, image_shape=shape, seed=seed)
             meta, hit = cache.get_or_create(
                 "gan", parts, {"generator": generator, "discriminator": critic}, create
             )
@@ -223,6 +231,7 @@ class GMI(Attack):
         self.generator_ = generator.to(device).eval()
         self.discriminator_ = critic.to(device).eval()
         self.prior_meta_ = dict(meta)
+        self.prior_parts_ = parts
 
     def _invert(self, access: Access, labels: Tensor, *, generator: torch.Generator,
                 quiet: bool) -> Reconstruction:

@@ -89,6 +89,15 @@ def cell_spec(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, An
     }
 
 
+def method_label(method: Defense | Attack) -> str:
+    """``mid(beta=0.1)``: the name and only the parameters that differ from their defaults."""
+    fields = type(method).Params.model_fields
+    changed = {k: v for k, v in method.get_params().items() if v != fields[k].default}
+    if not changed:
+        return method.name
+    return f"{method.name}(" + ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) + ")"
+
+
 def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
     """The trained target for ``defense`` (from the content-addressed cache when possible)."""
     label = f"{defense.name}:{sorted(defense.get_params().items())}"
@@ -192,6 +201,8 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
         "defense_params": defense.get_params(),
         "attack": attack.name,
         "attack_params": attack.get_params(),
+        "defense_label": method_label(defense),
+        "attack_label": method_label(attack),
         "seed": s.seed,
         "target_accuracy": acc,
         "evaluator_accuracy": _evaluator(ctx).accuracy,

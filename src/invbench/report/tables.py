@@ -113,8 +113,11 @@ def results_table(
         row: list[str] = []
         if many_datasets:
             row.append(str(r.get("dataset", MISSING)))
-        row.append(fmt_method(r.get("defense"), r.get("defense_params")))
-        row.append(fmt_method(r.get("attack"), r.get("attack_params")))
+        # "*_label" (set by the runner) names only the parameters that differ from defaults.
+        row.append(str(r.get("defense_label") or fmt_method(r.get("defense"),
+                                                            r.get("defense_params"))))
+        row.append(str(r.get("attack_label") or fmt_method(r.get("attack"),
+                                                           r.get("attack_params"))))
         if many_seeds:
             row.append(str(r.get("seed", MISSING)))
         row += [
