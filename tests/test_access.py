@@ -93,8 +93,7 @@ class _Probe(Attack):
 
     def _invert(self, access, labels, *, generator, quiet):
         _Probe.seen.append(access)
-        x = torch.rand(len(labels), *access.image_shape, generator=generator,
-                       device=access.device)
+        x = torch.rand(len(labels), *access.image_shape, generator=generator, device=access.device)
         p = access.predict_proba(x)
         return Reconstruction(x, labels, p.gather(1, labels.view(-1, 1)).squeeze(1))
 

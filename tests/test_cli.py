@@ -1,4 +1,4 @@
-"""The `invbench` command end to end: JSON output, resume from the store, cache re-use, bad input."""
+"""`invbench` end to end: JSON output, resume from the store, cache re-use, bad input."""
 
 from __future__ import annotations
 
@@ -11,10 +11,18 @@ import pytest
 from invbench.cli import main
 
 FAST = [
-    "--epochs", "6", "--per-label", "2",
-    "--attack", "mi-face:steps=60",
-    "--attack", "gmi:gan_steps=60,iterations=40,restarts=2",
-    "--defense", "none", "--defense", "mid:beta=0.01",
+    "--epochs",
+    "6",
+    "--per-label",
+    "2",
+    "--attack",
+    "mi-face:steps=60",
+    "--attack",
+    "gmi:gan_steps=60,iterations=40,restarts=2",
+    "--defense",
+    "none",
+    "--defense",
+    "mid:beta=0.01",
 ]
 
 
@@ -43,8 +51,19 @@ def test_run_json_is_one_array_with_the_documented_fields(first_run):
     results = json.loads(stdout)
     assert isinstance(results, list) and len(results) == 4
     for r in results:
-        for key in ("dataset", "defense", "defense_params", "attack", "attack_params", "seed",
-                    "target_accuracy", "metrics", "references", "queries", "seconds"):
+        for key in (
+            "dataset",
+            "defense",
+            "defense_params",
+            "attack",
+            "attack_params",
+            "seed",
+            "target_accuracy",
+            "metrics",
+            "references",
+            "queries",
+            "seconds",
+        ):
             assert key in r, key
         for key in ("acc1", "acc5", "acc1_std", "knn_dist"):
             assert 0 <= r["metrics"][key] < float("inf")
@@ -78,9 +97,23 @@ def test_second_run_resumes_from_the_store(first_run, capsys):
 def test_new_cell_reuses_cached_target_and_evaluator(first_run, capsys):
     out = first_run[0]
     cache_files = {p.name for p in (out / "cache").rglob("*.safetensors")}
-    code, stdout, _ = _run(capsys, ["run", "--json", "--out", str(out), "--epochs", "6",
-                                    "--per-label", "2", "--defense", "none",
-                                    "--attack", "mi-face:steps=30"])
+    code, stdout, _ = _run(
+        capsys,
+        [
+            "run",
+            "--json",
+            "--out",
+            str(out),
+            "--epochs",
+            "6",
+            "--per-label",
+            "2",
+            "--defense",
+            "none",
+            "--attack",
+            "mi-face:steps=30",
+        ],
+    )
     assert code == 0 and json.loads(stdout)[0]["cached"] is False
     new = {p.name for p in (out / "cache").rglob("*.safetensors")} - cache_files
     assert new == set()  # same target, same evaluator: nothing retrained
@@ -96,8 +129,18 @@ def test_runs_command(first_run, capsys):
 def test_list(capsys):
     code, stdout, _ = _run(capsys, ["list"])
     assert code == 0
-    for name in ("digits", "mnist", "fashion-mnist", "image-folder", "mi-face", "gmi", "none",
-                 "mid", "accuracy", "knn"):
+    for name in (
+        "digits",
+        "mnist",
+        "fashion-mnist",
+        "image-folder",
+        "mi-face",
+        "gmi",
+        "none",
+        "mid",
+        "accuracy",
+        "knn",
+    ):
         assert name in stdout
 
 
@@ -116,8 +159,9 @@ def test_list(capsys):
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, argv, match):
     out = tmp_path / "out"
-    code, stdout, err = _run(capsys, [*argv, "--out", str(out)] if argv[0] == "run" and
-                             "--bogus" not in argv else argv)
+    code, stdout, err = _run(
+        capsys, [*argv, "--out", str(out)] if argv[0] == "run" and "--bogus" not in argv else argv
+    )
     assert code == 2
     assert stdout == ""
     lines = err.strip().splitlines()
@@ -127,8 +171,18 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, argv
 
 def test_empty_image_folder_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "faces").mkdir()
-    code, _, err = _run(capsys, ["run", "--dataset", "image-folder", "--data-dir",
-                                 str(tmp_path / "faces"), "--out", str(tmp_path / "o")])
+    code, _, err = _run(
+        capsys,
+        [
+            "run",
+            "--dataset",
+            "image-folder",
+            "--data-dir",
+            str(tmp_path / "faces"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "faces" in err
     assert not (tmp_path / "o" / "invbench.sqlite").exists()

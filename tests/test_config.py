@@ -41,8 +41,10 @@ def test_defaults():
         ({"dataset": "cifar-1000"}, "unknown dataset 'cifar-1000'; choose one of: digits"),
         ({"defenses": [parse_method("bido")]}, "unknown defense 'bido'; choose one of: mid, none"),
         ({"attacks": [parse_method("mi-face:stepz=3")]}, "has no parameter 'stepz'"),
-        ({"attacks": [parse_method("mi-face:steps=-1")]},
-         "The 'steps' parameter of attack 'mi-face' must be >= 1. Got -1 instead."),
+        (
+            {"attacks": [parse_method("mi-face:steps=-1")]},
+            "The 'steps' parameter of attack 'mi-face' must be >= 1. Got -1 instead.",
+        ),
         ({"defenses": [parse_method("mid:beta=abc")]}, "The 'beta' parameter of defense 'mid'"),
         ({"data_dir": "/no/such/folder"}, "data_dir '/no/such/folder' does not exist"),
         ({"per_label": 0}, "field 'per_label'"),

@@ -41,8 +41,9 @@ def test_attack_contract(name, digits_protocol, digits_target):
         atk = cls(**FAST.get(name, {}))
         if atk.needs_public:
             atk.prepare(p.public, image_shape=p.image_shape, seed=0)
-        acc = make_access(cls.access, digits_target, num_classes=p.num_classes,
-                          image_shape=p.image_shape)
+        acc = make_access(
+            cls.access, digits_target, num_classes=p.num_classes, image_shape=p.image_shape
+        )
         return atk.invert(acc, [0, 3], per_label=2, seed=seed)
 
     a, b = run(7), run(7)
@@ -50,10 +51,11 @@ def test_attack_contract(name, digits_protocol, digits_target):
     assert a.images.min() >= 0 and a.images.max() <= 1
     assert a.labels.tolist() == [0, 0, 3, 3] and a.scores.shape == (4,)
     assert torch.equal(a.images, b.images), "same seed, same reconstructions"
-    weaker = LEVELS[LEVELS.index(cls.access) + 1:]
+    weaker = LEVELS[LEVELS.index(cls.access) + 1 :]
     for level in weaker:
-        acc = make_access(level, digits_target, num_classes=p.num_classes,
-                          image_shape=p.image_shape)
+        acc = make_access(
+            level, digits_target, num_classes=p.num_classes, image_shape=p.image_shape
+        )
         with pytest.raises(AccessError):
             cls(**FAST.get(name, {})).invert(acc, [0], per_label=1)
 
@@ -81,8 +83,9 @@ def test_metric_contract(name, digits_protocol):
     torch.manual_seed(0)
     p = digits_protocol
     model = make_classifier("mlp", image_shape=p.image_shape, num_classes=p.num_classes).eval()
-    ev = Evaluator(model, arch="mlp", num_classes=p.num_classes, image_shape=p.image_shape,
-                   accuracy=0.0)
+    ev = Evaluator(
+        model, arch="mlp", num_classes=p.num_classes, image_shape=p.image_shape, accuracy=0.0
+    )
     rec = Reconstruction(p.private_test.x[:6], p.private_test.y[:6], torch.zeros(6))
     out = cls().compute(rec, p, ev)
     assert out and all(isinstance(v, float) and v == v for v in out.values())

@@ -33,12 +33,16 @@ def test_range_error_uses_the_template():
 
 
 def test_type_error_names_the_type():
-    with pytest.raises(ConfigError, match=r"The 'lr' parameter of attack 'thing' must be of type float"):
+    with pytest.raises(
+        ConfigError, match=r"The 'lr' parameter of attack 'thing' must be of type float"
+    ):
         _Thing(lr="fast")
 
 
 def test_unknown_parameter_lists_the_allowed_ones():
-    with pytest.raises(ConfigError, match="has no parameter 'stepz'; its parameters are: steps, lr, mode"):
+    with pytest.raises(
+        ConfigError, match="has no parameter 'stepz'; its parameters are: steps, lr, mode"
+    ):
         _Thing(stepz=3)
 
 

@@ -77,7 +77,9 @@ def invert(
         with torch.no_grad():
             out = model(torch.zeros((1, *shape), device=dev))
         if out.ndim != 2:
-            raise ConfigError(f"the model must return logits of shape (N, K), got {tuple(out.shape)}")
+            raise ConfigError(
+                f"the model must return logits of shape (N, K), got {tuple(out.shape)}"
+            )
         access = WhiteBox(model, num_classes=int(out.shape[1]), image_shape=shape)  # type: ignore[arg-type]
         torch.manual_seed(seed)
         return atk.invert(access, labels, per_label, seed=seed, quiet=quiet)

@@ -59,8 +59,8 @@ class Access:
     def _count(self, x: Tensor) -> None:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise AccessError(
-                f"{self.level} query: expected images of shape (N, {', '.join(map(str, self.image_shape))}), "
-                f"got {tuple(x.shape)}"
+                f"{self.level} query: expected images of shape "
+                f"(N, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}"
             )
         n = int(x.shape[0])
         if self.budget is not None and self.queries + n > self.budget:
@@ -84,10 +84,20 @@ class WhiteBox(Access):
 
     level: ClassVar[str] = "white-box"
 
-    def __init__(self, model: nn.Module, *, num_classes: int, image_shape: tuple[int, int, int],
-                 budget: int | None = None) -> None:
-        super().__init__(num_classes=num_classes, image_shape=image_shape,
-                         device=_module_device(model), budget=budget)
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+        budget: int | None = None,
+    ) -> None:
+        super().__init__(
+            num_classes=num_classes,
+            image_shape=image_shape,
+            device=_module_device(model),
+            budget=budget,
+        )
         self.model = model.eval()
 
     def logits(self, x: Tensor) -> Tensor:
@@ -105,30 +115,61 @@ class WhiteBox(Access):
             return self.logits(x).argmax(dim=1)
 
 
-class BlackBox(Access):
+class _QueryAccess(Access):
+    """Query-only access: the module lives in a closure, never in an attribute."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+        output: Callable[[Tensor], Tensor],
+        budget: int | None = None,
+    ) -> None:
+        super().__init__(
+            num_classes=num_classes,
+            image_shape=image_shape,
+            device=_module_device(model),
+            budget=budget,
+        )
+        model.eval()
+
+        def _query(x: Tensor) -> Tensor:
+            with torch.inference_mode():
+                return output(model(x))
+
+        self._query = _query
+
+    def _answer(self, x: Tensor) -> Tensor:
+        self._count(x)
+        return self._query(x.detach()).clone()
+
+
+class BlackBox(_QueryAccess):
     """Query access to probability vectors (optionally post-processed); no gradients, no module."""
 
     level: ClassVar[str] = "black-box"
 
-    def __init__(self, model: nn.Module, *, num_classes: int, image_shape: tuple[int, int, int],
-                 output_transform: OutputTransform | None = None,
-                 budget: int | None = None) -> None:
-        super().__init__(num_classes=num_classes, image_shape=image_shape,
-                         device=_module_device(model), budget=budget)
-        model.eval()
-        transform = output_transform
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+        output_transform: OutputTransform | None = None,
+        budget: int | None = None,
+    ) -> None:
+        def output(logits: Tensor) -> Tensor:
+            p = torch.softmax(logits, dim=1)
+            return output_transform(p) if output_transform is not None else p
 
-        def _query(x: Tensor) -> Tensor:
-            with torch.inference_mode():
-                p = torch.softmax(model(x), dim=1)
-                return transform(p) if transform is not None else p
-
-        # The module lives only in this closure: no attribute of the access object is it.
-        self._query = _query
+        super().__init__(
+            model, num_classes=num_classes, image_shape=image_shape, output=output, budget=budget
+        )
 
     def predict_proba(self, x: Tensor) -> Tensor:
-        self._count(x)
-        return self._query(x.detach()).clone()
+        return self._answer(x)
 
     __call__ = predict_proba
 
@@ -136,26 +177,29 @@ class BlackBox(Access):
         return self.predict_proba(x).argmax(dim=1)
 
 
-class LabelOnly(Access):
+class LabelOnly(_QueryAccess):
     """Query access to the top-1 label only."""
 
     level: ClassVar[str] = "label-only"
 
-    def __init__(self, model: nn.Module, *, num_classes: int, image_shape: tuple[int, int, int],
-                 budget: int | None = None) -> None:
-        super().__init__(num_classes=num_classes, image_shape=image_shape,
-                         device=_module_device(model), budget=budget)
-        model.eval()
-
-        def _query(x: Tensor) -> Tensor:
-            with torch.inference_mode():
-                return model(x).argmax(dim=1)
-
-        self._query = _query
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+        budget: int | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            num_classes=num_classes,
+            image_shape=image_shape,
+            output=lambda logits: logits.argmax(dim=1),
+            budget=budget,
+        )
 
     def predict_label(self, x: Tensor) -> Tensor:
-        self._count(x)
-        return self._query(x.detach()).clone()
+        return self._answer(x)
 
     __call__ = predict_label
 
@@ -194,8 +238,13 @@ def make_access(
             raise AccessError("an output transform cannot apply to white-box access")
         return WhiteBox(model, num_classes=num_classes, image_shape=image_shape, budget=budget)
     if level == "black-box":
-        return BlackBox(model, num_classes=num_classes, image_shape=image_shape,
-                        output_transform=output_transform, budget=budget)
+        return BlackBox(
+            model,
+            num_classes=num_classes,
+            image_shape=image_shape,
+            output_transform=output_transform,
+            budget=budget,
+        )
     if level == "label-only":
         return LabelOnly(model, num_classes=num_classes, image_shape=image_shape, budget=budget)
     raise AccessError(f"unknown access level '{level}'; choose one of: {', '.join(LEVELS)}")

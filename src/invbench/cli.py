@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from invbench.errors import InvbenchError
 
@@ -78,8 +78,12 @@ def run(
     if config is not None:
         spec = load_spec(config, **fields)
         if epochs is not None:
-            spec = make_spec(**{**spec.model_dump(exclude_none=True),
-                                "train": {**spec.train.model_dump(), "epochs": epochs}})
+            spec = make_spec(
+                **{
+                    **spec.model_dump(exclude_none=True),
+                    "train": {**spec.train.model_dump(), "epochs": epochs},
+                }
+            )
     else:
         if epochs is not None:
             fields["train"] = {"epochs": epochs}
@@ -100,13 +104,19 @@ def run(
 
 @app.command("list")
 def list_methods(
-    params: Annotated[bool, typer.Option("--params", help="Show each method's parameters.")] = False,
+    params: Annotated[
+        bool, typer.Option("--params", help="Show each method's parameters.")
+    ] = False,
 ) -> None:
     """List datasets, attacks, defenses and metrics, one line each."""
     from invbench.registry import ATTACKS, DATASETS, DEFENSES, METRICS, summary
 
-    for title, reg in (("datasets", DATASETS), ("attacks", ATTACKS), ("defenses", DEFENSES),
-                       ("metrics", METRICS)):
+    for title, reg in (
+        ("datasets", DATASETS),
+        ("attacks", ATTACKS),
+        ("defenses", DEFENSES),
+        ("metrics", METRICS),
+    ):
         table = Table(title=title, title_justify="left", show_header=False, box=None)
         table.add_column("name", style="bold")
         table.add_column("what")
@@ -121,7 +131,9 @@ def list_methods(
 
 @app.command()
 def runs(
-    out: Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")] = Path("runs"),
+    out: Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")] = Path(
+        "runs"
+    ),
     kind: Annotated[str | None, typer.Option(help="Only runs of this kind.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
 ) -> None:

@@ -136,7 +136,8 @@ def parse_method(text: str) -> MethodSpec:
             key = key.strip()
             if not eq or not key:
                 raise ConfigError(
-                    f"invalid parameter '{part}' in '{text}'; expected key=value (e.g. mid:beta=0.01)"
+                    f"invalid parameter '{part}' in '{text}'; "
+                    "expected key=value (e.g. mid:beta=0.01)"
                 )
             if key in params:
                 raise ConfigError(f"parameter '{key}' given twice in '{text}'")

@@ -63,7 +63,7 @@ def test_prediction_sampling_modes(digits_protocol, mid_models):
 def test_mid_and_none_share_the_training_loop(digits_protocol):
     plain = NoDefense().train(digits_protocol, config=TrainConfig(epochs=1), seed=3)
     again = NoDefense().train(digits_protocol, config=TrainConfig(epochs=1), seed=3)
-    for p, q in zip(plain.parameters(), again.parameters()):
+    for p, q in zip(plain.parameters(), again.parameters(), strict=True):
         assert torch.equal(p, q)
 
 

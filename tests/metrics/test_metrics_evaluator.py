@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -31,14 +29,6 @@ def digits_protocol(private: list[int] | None = None) -> Protocol:
     data = ImageData("digits", x, torch.tensor(d.target), tuple(str(c) for c in range(10)))
     return make_protocol(data, private_classes=private, seed=0)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # tiny models on a shared machine: one intra-op thread is several times faster
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

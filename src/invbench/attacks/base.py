@@ -70,8 +70,9 @@ class Attack(Configurable):
         return {"attack": self.name, **self.get_params()}
 
     @abstractmethod
-    def _invert(self, access: Access, labels: Tensor, *, generator: torch.Generator,
-                quiet: bool) -> Reconstruction:
+    def _invert(
+        self, access: Access, labels: Tensor, *, generator: torch.Generator, quiet: bool
+    ) -> Reconstruction:
         """Reconstruct one image per entry of ``labels`` (on ``access.device``)."""
 
     def invert(

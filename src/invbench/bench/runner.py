@@ -104,8 +104,11 @@ def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
     if label in ctx.targets:
         return ctx.targets[label]
     s = ctx.spec
-    model = defense.build(arch=s.train.arch, image_shape=ctx.protocol.image_shape,
-                          num_classes=ctx.protocol.num_classes)
+    model = defense.build(
+        arch=s.train.arch,
+        image_shape=ctx.protocol.image_shape,
+        num_classes=ctx.protocol.num_classes,
+    )
     parts = {
         "protocol": ctx.protocol.fingerprint(),
         "train": s.train.model_dump(),
@@ -116,8 +119,9 @@ def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
 
     def create() -> dict[str, Any]:
         torch.manual_seed(s.seed)
-        trained = defense.train(ctx.protocol, config=s.train, seed=s.seed, device=ctx.device,
-                                quiet=ctx.quiet)
+        trained = defense.train(
+            ctx.protocol, config=s.train, seed=s.seed, device=ctx.device, quiet=ctx.quiet
+        )
         model.load_state_dict(trained.state_dict())
         return {"defense": defense.name}
 
@@ -125,8 +129,11 @@ def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
     model = model.to(ctx.device).eval()
     torch.manual_seed(s.seed)
     acc = target_accuracy(model, ctx.protocol.private_test, device=ctx.device)
-    log(f"target [bold]{defense.name}[/] {'(cached) ' if hit else ''}"
-        f"private-test accuracy {acc:.1%}", quiet=ctx.quiet)
+    log(
+        f"target [bold]{defense.name}[/] {'(cached) ' if hit else ''}"
+        f"private-test accuracy {acc:.1%}",
+        quiet=ctx.quiet,
+    )
     ctx.targets[label] = (model, acc)
     return model, acc
 
@@ -134,19 +141,29 @@ def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
 def _evaluator(ctx: RunContext) -> Evaluator:
     if ctx.evaluator is None:
         e = ctx.spec.evaluator
-        ctx.evaluator = train_evaluator(ctx.protocol, arch=e.arch, seed=ctx.spec.seed,
-                                        epochs=e.epochs, device=ctx.device, cache=ctx.cache,
-                                        quiet=ctx.quiet)
-        log(f"evaluator [bold]{ctx.evaluator.arch}[/] private-test accuracy "
-            f"{ctx.evaluator.accuracy:.1%}", quiet=ctx.quiet)
+        ctx.evaluator = train_evaluator(
+            ctx.protocol,
+            arch=e.arch,
+            seed=ctx.spec.seed,
+            epochs=e.epochs,
+            device=ctx.device,
+            cache=ctx.cache,
+            quiet=ctx.quiet,
+        )
+        log(
+            f"evaluator [bold]{ctx.evaluator.arch}[/] private-test accuracy "
+            f"{ctx.evaluator.accuracy:.1%}",
+            quiet=ctx.quiet,
+        )
     return ctx.evaluator
 
 
 def _references(ctx: RunContext) -> dict[str, dict[str, float]]:
     if ctx.references is None:
         ev = _evaluator(ctx)
-        refs = reference_reconstructions(ctx.protocol, _labels(ctx.spec, ctx.protocol),
-                                         ctx.spec.per_label, seed=ctx.spec.seed)
+        refs = reference_reconstructions(
+            ctx.protocol, _labels(ctx.spec, ctx.protocol), ctx.spec.per_label, seed=ctx.spec.seed
+        )
         ctx.references = {name: evaluate(rec, ctx.protocol, ev) for name, rec in refs.items()}
     return ctx.references
 
@@ -156,15 +173,29 @@ def _save_artifacts(ctx: RunContext, rec: Reconstruction, name: str) -> dict[str
     out_dir.mkdir(parents=True, exist_ok=True)
     grid = out_dir / f"{name}.png"
     p = ctx.protocol.private_train
-    per_class = [torch.nonzero(p.y == c).flatten()[: min(4, ctx.spec.per_label)]
-                 for c in sorted(set(rec.labels.tolist()))]
+    per_class = [
+        torch.nonzero(p.y == c).flatten()[: min(4, ctx.spec.per_label)]
+        for c in sorted(set(rec.labels.tolist()))
+    ]
     idx = torch.cat(per_class)
-    save_comparison_grid(grid, private=p.x[idx], private_labels=p.y[idx], recon=rec.images,
-                         recon_labels=rec.labels, class_names=list(ctx.protocol.class_names))
+    save_comparison_grid(
+        grid,
+        private=p.x[idx],
+        private_labels=p.y[idx],
+        recon=rec.images,
+        recon_labels=rec.labels,
+        class_names=list(ctx.protocol.class_names),
+    )
     tensors = out_dir / f"{name}.safetensors"
     tmp = tensors.with_suffix(".safetensors.tmp")
-    save_file({"images": rec.images.contiguous(), "labels": rec.labels.contiguous(),
-               "scores": rec.scores.contiguous()}, str(tmp))
+    save_file(
+        {
+            "images": rec.images.contiguous(),
+            "labels": rec.labels.contiguous(),
+            "scores": rec.scores.contiguous(),
+        },
+        str(tmp),
+    )
     tmp.replace(tensors)
     return {"grid": str(grid), "reconstructions": str(tensors)}
 
@@ -175,21 +206,33 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
     key = spec_hash(cspec)
     stored = ctx.store.find(key)
     if stored is not None:
-        log(f"[dim]{defense.name} x {attack.name}: already in the store, skipped[/]",
-            quiet=ctx.quiet)
+        log(
+            f"[dim]{defense.name} x {attack.name}: already in the store, skipped[/]",
+            quiet=ctx.quiet,
+        )
         return {**stored, "cached": True}
 
     t0 = time.perf_counter()
     s = ctx.spec
     model, acc = _target(ctx, defense)
     torch.manual_seed(s.seed)
-    attack.prepare(ctx.protocol.public, image_shape=ctx.protocol.image_shape, cache=ctx.cache,
-                   device=ctx.device, seed=s.seed, quiet=ctx.quiet)
-    access = make_access(attack.access, model, num_classes=ctx.protocol.num_classes,
-                         image_shape=ctx.protocol.image_shape, budget=s.budget)
+    attack.prepare(
+        ctx.protocol.public,
+        image_shape=ctx.protocol.image_shape,
+        cache=ctx.cache,
+        device=ctx.device,
+        seed=s.seed,
+        quiet=ctx.quiet,
+    )
+    access = make_access(
+        attack.access,
+        model,
+        num_classes=ctx.protocol.num_classes,
+        image_shape=ctx.protocol.image_shape,
+        budget=s.budget,
+    )
     torch.manual_seed(s.seed)
-    rec = attack.invert(access, _labels(s, ctx.protocol), s.per_label, seed=s.seed,
-                        quiet=ctx.quiet)
+    rec = attack.invert(access, _labels(s, ctx.protocol), s.per_label, seed=s.seed, quiet=ctx.quiet)
     metrics = evaluate(rec, ctx.protocol, _evaluator(ctx))
     refs = _references(ctx)
     seconds = time.perf_counter() - t0
@@ -212,11 +255,20 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
         "seconds": round(seconds, 3),
         "artifacts": artifacts,
     }
-    all_metrics = {"attack": metrics, "target": {"accuracy": acc},
-                   **{f"ref_{k}": v for k, v in refs.items()}}
-    ctx.store.record(spec_hash=key, kind="benchmark", spec={**cspec, "versions": versions(),
-                                                             "invbench": __version__},
-                     result=result, metrics=all_metrics, artifacts=artifacts, seconds=seconds)
+    all_metrics = {
+        "attack": metrics,
+        "target": {"accuracy": acc},
+        **{f"ref_{k}": v for k, v in refs.items()},
+    }
+    ctx.store.record(
+        spec_hash=key,
+        kind="benchmark",
+        spec={**cspec, "versions": versions(), "invbench": __version__},
+        result=result,
+        metrics=all_metrics,
+        artifacts=artifacts,
+        seconds=seconds,
+    )
     return {**result, "cached": False}
 
 
@@ -230,21 +282,32 @@ def run_benchmark(spec: RunSpec, *, quiet: bool = False) -> list[dict[str, Any]]
     defenses = [build_method("defense", m) for m in spec.defenses]
     attacks = [build_method("attack", m) for m in spec.attacks]
     protocol = load_protocol(
-        spec.dataset, data_dir=spec.data_dir, resolution=spec.resolution,
+        spec.dataset,
+        data_dir=spec.data_dir,
+        resolution=spec.resolution,
         private_classes=spec.protocol.private_classes,
         public_classes=spec.protocol.public_classes,
-        test_fraction=spec.protocol.test_fraction, seed=spec.seed,
+        test_fraction=spec.protocol.test_fraction,
+        seed=spec.seed,
     )
     _labels(spec, protocol)
-    log(f"protocol [bold]{protocol.dataset}[/]: {protocol.num_classes} private classes "
+    log(
+        f"protocol [bold]{protocol.dataset}[/]: {protocol.num_classes} private classes "
         f"{list(protocol.private_classes)}, {len(protocol.private_train)} train / "
         f"{len(protocol.private_test)} test images; public {len(protocol.public)} images",
-        quiet=quiet)
+        quiet=quiet,
+    )
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     store = Store(out / "invbench.sqlite")
-    ctx = RunContext(spec=spec, protocol=protocol, device=device, cache=Cache(out / "cache"),
-                     store=store, quiet=quiet)
+    ctx = RunContext(
+        spec=spec,
+        protocol=protocol,
+        device=device,
+        cache=Cache(out / "cache"),
+        store=store,
+        quiet=quiet,
+    )
     results = []
     try:
         for defense in defenses:

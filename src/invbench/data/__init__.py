@@ -16,8 +16,9 @@ from invbench.registry import DATASETS
 __all__ = ["ImageData", "Protocol", "Split", "load_dataset", "load_protocol", "make_protocol"]
 
 
-def load_dataset(name: str, *, data_dir: str | Path | None = None,
-                 resolution: int | None = None) -> ImageData:
+def load_dataset(
+    name: str, *, data_dir: str | Path | None = None, resolution: int | None = None
+) -> ImageData:
     """Load every image of dataset ``name`` (see ``invbench list`` for the names)."""
     loader = DATASETS.get(name)
     return loader(data_dir=Path(data_dir) if data_dir is not None else None, resolution=resolution)
@@ -35,5 +36,10 @@ def load_protocol(
 ) -> Protocol:
     """Load dataset ``name`` and split it into a :class:`Protocol`."""
     data = load_dataset(name, data_dir=data_dir, resolution=resolution)
-    return make_protocol(data, private_classes=private_classes, public_classes=public_classes,
-                         test_fraction=test_fraction, seed=seed)
+    return make_protocol(
+        data,
+        private_classes=private_classes,
+        public_classes=public_classes,
+        test_fraction=test_fraction,
+        seed=seed,
+    )

@@ -63,8 +63,9 @@ class Defense(Configurable):
 
         cfg = config or TrainConfig()
         torch.manual_seed(seed)
-        model = self.build(arch=cfg.arch, image_shape=protocol.image_shape,
-                           num_classes=protocol.num_classes)
+        model = self.build(
+            arch=cfg.arch, image_shape=protocol.image_shape, num_classes=protocol.num_classes
+        )
         train_classifier(
             model,
             protocol.private_train.x,

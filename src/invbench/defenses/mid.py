@@ -69,7 +69,7 @@ class VIBClassifier(nn.Module):
 
 
 def gaussian_kl(mu: Tensor, std: Tensor) -> Tensor:
-    """KL(N(mu, diag std^2) || N(0, I)) per example, summed over the code, averaged over the batch."""
+    """KL(N(mu, diag std^2) || N(0, I)): summed over the code, averaged over the batch."""
     return 0.5 * (mu.pow(2) + std.pow(2) - 2.0 * torch.log(std + 1e-8) - 1.0).sum(dim=1).mean()
 
 
