@@ -186,3 +186,41 @@ def test_empty_image_folder_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "faces" in err
     assert not (tmp_path / "o" / "invbench.sqlite").exists()
+
+
+def test_yaml_config_with_flag_overrides(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "defenses: [none]\nattacks: [{mi-face: {steps: 5}}]\nper_label: 1\n"
+        "train: {epochs: 1, batch_size: 128}\nevaluator: {epochs: 1}\n"
+        "protocol: {test_fraction: 0.3}\n"
+    )
+    out = tmp_path / "o"
+    code, stdout, _ = _run(
+        capsys,
+        ["run", "--config", str(spec), "--json", "--out", str(out), "--epochs", "2",
+         "--private-class", "3", "--private-class", "8", "--public-class", "1"],
+    )
+    assert code == 0
+    (r,) = json.loads(stdout)
+    with sqlite3.connect(out / "invbench.sqlite") as conn:
+        stored = json.loads(conn.execute("select spec_json from runs").fetchone()[0])
+    assert stored["train"]["epochs"] == 2 and stored["train"]["batch_size"] == 128
+    assert stored["protocol"]["private_classes"] == [3, 8]
+    assert stored["protocol"]["public_classes"] == [1]
+    assert r["attack_params"]["steps"] == 5
+
+
+def test_budget_exhaustion_is_recorded_as_failed_and_retried_later(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["run", "--out", str(out), "--defense", "none", "--attack", "mi-face:steps=50",
+            "--per-label", "1", "--epochs", "1", "--budget", "100", "--quiet"]
+    code, stdout, err = _run(capsys, argv)
+    assert code == 2 and "query budget of 100 exceeded" in err and stdout == ""
+    with sqlite3.connect(out / "invbench.sqlite") as conn:
+        assert conn.execute("select status from runs").fetchall() == [("failed",)]
+    code, _, _ = _run(capsys, [*argv[:-3], "--budget", "1000", "--quiet"])
+    assert code == 0
+    with sqlite3.connect(out / "invbench.sqlite") as conn:
+        statuses = sorted(r[0] for r in conn.execute("select status from runs"))
+    assert statuses == ["done", "failed"]

@@ -49,6 +49,14 @@ def run(
     label: Annotated[
         list[int] | None, typer.Option(help="Target label to attack; repeatable. Default: all.")
     ] = None,
+    private_class: Annotated[
+        list[int] | None,
+        typer.Option(help="Dataset class id that is private; repeatable. Default: first half."),
+    ] = None,
+    public_class: Annotated[
+        list[int] | None,
+        typer.Option(help="Dataset class id the attacker may use; repeatable. Default: the rest."),
+    ] = None,
     per_label: Annotated[int | None, typer.Option(help="Reconstructions per label.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Target training epochs.")] = None,
     budget: Annotated[int | None, typer.Option(help="Query budget per attack run.")] = None,
@@ -69,24 +77,35 @@ def run(
         "defenses": [parse_method(d) for d in defense] if defense else None,
         "attacks": [parse_method(a) for a in attack] if attack else None,
         "labels": list(label) if label else None,
+        "protocol": {
+            "private_classes": list(private_class) if private_class else None,
+            "public_classes": list(public_class) if public_class else None,
+        }
+        if private_class or public_class
+        else None,
         "per_label": per_label,
         "budget": budget,
         "seed": seed,
         "device": device,
         "out": out,
     }
+    if epochs is not None:
+        fields["train"] = {"epochs": epochs}
     if config is not None:
-        spec = load_spec(config, **fields)
-        if epochs is not None:
-            spec = make_spec(
-                **{
-                    **spec.model_dump(exclude_none=True),
-                    "train": {**spec.train.model_dump(), "epochs": epochs},
+        # Flags override the file; nested blocks (train, protocol) are merged key by key.
+        merged = load_spec(config).model_dump(exclude_none=True)
+        for key, value in fields.items():
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                merged[key] = {
+                    **merged.get(key, {}),
+                    **{k: v for k, v in value.items() if v is not None},
                 }
-            )
+            else:
+                merged[key] = value
+        spec = make_spec(**merged)
     else:
-        if epochs is not None:
-            fields["train"] = {"epochs": epochs}
         spec = make_spec(**fields)
     results = run_benchmark(spec, quiet=quiet or as_json)
     if as_json:

@@ -27,7 +27,7 @@ from invbench.config import RunSpec, build_method, check_device
 from invbench.data import load_protocol
 from invbench.data.protocol import Protocol
 from invbench.defenses.base import Defense
-from invbench.errors import ConfigError
+from invbench.errors import ConfigError, QueryBudgetExceeded
 from invbench.metrics import (
     Evaluator,
     evaluate,
@@ -213,6 +213,32 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
         return {**stored, "cached": True}
 
     t0 = time.perf_counter()
+    try:
+        return _execute(ctx, defense, attack, cspec, key, t0)
+    except QueryBudgetExceeded as exc:
+        # The attack ran out of queries: a finished run whose outcome is a failure. Record it
+        # (find() never returns failed runs, so a later run with a larger budget retries it).
+        ctx.store.record(
+            spec_hash=key,
+            kind="benchmark",
+            spec=cspec,
+            result={"error": str(exc), "defense": defense.name, "attack": attack.name},
+            metrics={},
+            artifacts={},
+            seconds=time.perf_counter() - t0,
+            status="failed",
+        )
+        raise
+
+
+def _execute(
+    ctx: RunContext,
+    defense: Defense,
+    attack: Attack,
+    cspec: dict[str, Any],
+    key: str,
+    t0: float,
+) -> dict[str, Any]:
     s = ctx.spec
     model, acc = _target(ctx, defense)
     torch.manual_seed(s.seed)
