@@ -101,16 +101,19 @@ class WhiteBox(Access):
         self.model = model.eval()
 
     def logits(self, x: Tensor) -> Tensor:
+        """Differentiable logits (N, K) for images (N, C, H, W); counts N queries."""
         self._count(x)
         return self.model(x)
 
     __call__ = logits
 
     def predict_proba(self, x: Tensor) -> Tensor:
+        """Probability vectors (N, K), not differentiable; counts N queries."""
         with torch.inference_mode():
             return torch.softmax(self.logits(x), dim=1)
 
     def predict_label(self, x: Tensor) -> Tensor:
+        """Top-1 labels (N,); counts N queries."""
         with torch.inference_mode():
             return self.logits(x).argmax(dim=1)
 
@@ -169,11 +172,13 @@ class BlackBox(_QueryAccess):
         )
 
     def predict_proba(self, x: Tensor) -> Tensor:
+        """Probability vectors (N, K), not differentiable; counts N queries."""
         return self._answer(x)
 
     __call__ = predict_proba
 
     def predict_label(self, x: Tensor) -> Tensor:
+        """Top-1 labels (N,); counts N queries."""
         return self.predict_proba(x).argmax(dim=1)
 
 
@@ -199,6 +204,7 @@ class LabelOnly(_QueryAccess):
         )
 
     def predict_label(self, x: Tensor) -> Tensor:
+        """Top-1 labels (N,); counts N queries."""
         return self._answer(x)
 
     __call__ = predict_label

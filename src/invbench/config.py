@@ -48,6 +48,7 @@ class MethodSpec(BaseModel):
 
     @property
     def label(self) -> str:
+        """``name`` or ``name:key=value,...`` (the CLI syntax)."""
         if not self.params:
             return self.name
         inner = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))

@@ -79,6 +79,7 @@ class Configurable:
         self.params = validate_params(type(self).Params, params, kind=self.kind, name=self.name)
 
     def get_params(self) -> dict[str, Any]:
+        """The validated hyperparameters as a plain dict."""
         return self.params.model_dump()
 
     def __repr__(self) -> str:

@@ -29,6 +29,7 @@ class _Bar:
         self._p, self._t = progress, task
 
     def advance(self, n: int = 1) -> None:
+        """Move the bar forward by ``n`` steps."""
         if self._p is not None and self._t is not None:
             self._p.advance(self._t, n)
 

@@ -22,6 +22,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: register the decorated class or function under ``name``."""
         def deco(obj: T) -> T:
             if name in self._items:
                 raise RuntimeError(f"{self.kind} '{name}' is registered twice")
@@ -35,6 +36,7 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
+        """The entry called ``name``, or a one-line ConfigError listing the names."""
         _load_builtins()
         try:
             return self._items[name]
@@ -43,10 +45,12 @@ class Registry(Generic[T]):
             raise ConfigError(f"unknown {self.kind} '{name}'; choose one of: {allowed}") from None
 
     def names(self) -> list[str]:
+        """Registered names, sorted."""
         _load_builtins()
         return sorted(self._items)
 
     def items(self) -> Iterator[tuple[str, T]]:
+        """``(name, entry)`` pairs, sorted by name."""
         _load_builtins()
         yield from sorted(self._items.items())
 

@@ -111,6 +111,7 @@ class GMI(Attack):
     needs_public: ClassVar[bool] = True
 
     class Params(_Params):
+        """GMI's hyperparameters (paper defaults noted in each description)."""
         iterations: int = Field(300, ge=1, description="latent optimisation steps (paper: 1500)")
         restarts: int = Field(5, ge=1, description="random starts per image, best kept (paper: 5)")
         lr: float = Field(

@@ -89,6 +89,7 @@ class MIFace(Attack):
     needs_public: ClassVar[bool] = False
 
     class Params(_Params):
+        """MI-Face's hyperparameters (paper defaults noted in each description)."""
         steps: int = Field(300, ge=1, description="gradient steps (paper alpha: 5000)")
         lr: float = Field(0.1, gt=0, description="step size on the pixels (paper lambda: 0.1)")
         loss: Literal["prob", "ce", "logit", "max-margin"] = Field(

@@ -44,10 +44,12 @@ class ImageData:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (target outputs)."""
         return len(self.class_names)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
         return tuple(self.x.shape[1:])  # type: ignore[return-value]
 
 
@@ -78,6 +80,7 @@ class Split:
         return int(self.x.shape[0])
 
     def to(self, device: torch.device | str) -> Split:
+        """The split with images and labels on ``device``."""
         return Split(self.x.to(device), self.y.to(device))
 
 
@@ -110,10 +113,12 @@ class Protocol:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (target outputs)."""
         return len(self.private_classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
         return tuple(self.private_train.x.shape[1:])  # type: ignore[return-value]
 
     def fingerprint(self) -> str:
@@ -128,6 +133,7 @@ class Protocol:
         return self._fingerprint
 
     def describe(self) -> dict[str, object]:
+        """A JSON-able summary (classes, sizes, seed, fingerprint) for stored specs."""
         return {
             "dataset": self.dataset,
             "private_classes": list(self.private_classes),

@@ -42,6 +42,7 @@ class VIBClassifier(nn.Module):
         self.head = nn.Linear(k, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
+        """The backbone's penultimate features (B, feat_dim)."""
         return self.backbone.features(x)  # type: ignore[operator]
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -57,6 +58,7 @@ class VIBClassifier(nn.Module):
         return self.head(z), mu, std
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits: one sample in training; in eval, see the class docstring."""
         if self.training:
             return self.forward_train(x)[0]
         mu, std = self.encode(x)
@@ -101,6 +103,7 @@ class MID(Defense):
     """
 
     class Params(Params):
+        """MID's hyperparameters."""
         beta: float = Field(0.01, ge=0.0, description="weight of the KL information term")
         k: int = Field(0, ge=0, description="code width (0 = half the feature width)")
         samples: int = Field(
@@ -108,10 +111,12 @@ class MID(Defense):
         )
 
     def build(self, *, arch: str, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        """The backbone for ``arch`` with its head replaced by the bottleneck."""
         backbone = super().build(arch=arch, image_shape=image_shape, num_classes=num_classes)
         k = self.params.k or max(1, int(backbone.feat_dim) // 2)  # type: ignore[arg-type]
         return VIBClassifier(backbone, num_classes=num_classes, k=k, samples=self.params.samples)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """Cross-entropy of one stochastic pass plus beta times the KL term."""
         logits, mu, std = model.forward_train(x)  # type: ignore[operator]
         return F.cross_entropy(logits, y) + self.params.beta * gaussian_kl(mu, std)
