@@ -146,42 +146,66 @@ def _first(*values: Any) -> Any:
 def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Table:
     """A table of stored runs (the dicts of :meth:`invbench.bench.store.Store.runs`).
 
-    Columns: id, kind, status, dataset, defense, attack, target accuracy, attack acc1,
-    KNN distance, seconds and creation time. Names come from the result payload, else from
-    the spec; metrics from the stored metrics (``attack.acc1``...), else from the payload.
+    Columns: id, kind, status, dataset, defense, attack, utility (the target's accuracy for
+    benchmark runs; MSE or F1 for tabular runs), attack accuracy (acc1 ± std; for tabular
+    runs the MAP attack's accuracy on held-out records), KNN distance, seconds, creation time.
+    Names come from the result payload, else from the spec; metrics from the stored metrics
+    (``attack.acc1``...), else from the payload.
     """
     table = Table(title=title, header_style="bold")
     table.add_column("id", justify="right")
     for col in ("kind", "status", "dataset", "defense", "attack"):
         table.add_column(col)
-    for col in ("target acc", "acc1", "KNN dist", "seconds"):
+    for col in ("utility", "attack acc", "KNN dist", "seconds"):
         table.add_column(col, justify="right")
     table.add_column("created")
     for run in rows:
         res = run.get("result") or {}
         spec = run.get("spec") or {}
         met = run.get("metrics") or {}
-
-        def method(field: str, res: Mapping = res, spec: Mapping = spec) -> str:
-            if res.get(field) is not None:
-                return fmt_method(res.get(field), res.get(f"{field}_params"))
-            if spec.get(field) is not None:
-                return fmt_method(spec.get(field), spec.get(f"{field}_params"))
-            return MISSING
-
         status = str(run.get("status", MISSING))
+        if run.get("kind") == "tabular":
+            defense = str(_first(res.get("defense"), spec.get("defense"), MISSING))
+            param = _first(res.get("param"), spec.get("param"))
+            if param is not None:
+                defense += f"({_fmt_param(param)})"
+            attack = {"regression": "map-linear", "tree": "map-tree"}.get(
+                str(spec.get("task")), MISSING
+            )
+            metric = res.get("utility_metric")
+            value = res.get("utility")
+            utility = (
+                fmt_pct(value) if metric == "f1" else f"{metric} {fmt_float(value)}"
+                if metric else MISSING
+            )
+            attack_acc = fmt_pct(_first(met.get("attack.acc_test"), res.get("attack_acc_test")))
+        else:
+            defense = str(
+                res.get("defense_label") or fmt_method(
+                    _first(res.get("defense"), spec.get("defense")),
+                    _first(res.get("defense_params"), spec.get("defense_params")),
+                )
+            )
+            attack = str(
+                res.get("attack_label") or fmt_method(
+                    _first(res.get("attack"), spec.get("attack")),
+                    _first(res.get("attack_params"), spec.get("attack_params")),
+                )
+            )
+            utility = fmt_pct(_first(met.get("target.accuracy"), res.get("target_accuracy")))
+            attack_acc = fmt_pct(
+                _first(met.get("attack.acc1"), _get(res, "metrics", "acc1")),
+                _first(met.get("attack.acc1_std"), _get(res, "metrics", "acc1_std")),
+            )
         table.add_row(
             str(run.get("id", MISSING)),
             str(run.get("kind", MISSING)),
             f"[red]{status}[/red]" if status == "failed" else status,
             str(_first(res.get("dataset"), spec.get("dataset"), MISSING)),
-            method("defense"),
-            method("attack"),
-            fmt_pct(_first(met.get("target.accuracy"), res.get("target_accuracy"))),
-            fmt_pct(
-                _first(met.get("attack.acc1"), _get(res, "metrics", "acc1")),
-                _first(met.get("attack.acc1_std"), _get(res, "metrics", "acc1_std")),
-            ),
+            defense,
+            attack,
+            utility,
+            attack_acc,
             fmt_float(_first(met.get("attack.knn_dist"), _get(res, "metrics", "knn_dist"))),
             fmt_float(run.get("seconds"), digits=1),
             str(run.get("created", MISSING)).replace("T", " ").removesuffix("+00:00"),
