@@ -18,6 +18,7 @@ from rich.table import Table
 from typer.exceptions import TyperException
 
 from invbench.errors import InvbenchError
+from invbench.tabular.cli import register as register_tabular
 
 app = typer.Typer(
     name="invbench",
@@ -176,15 +177,7 @@ def runs(
     _out.print(runs_table(rows))
 
 
-def _register_extensions() -> None:
-    try:
-        from invbench.tabular.cli import register
-    except ImportError:  # pragma: no cover - the tabular package is part of invbench
-        return
-    register(app)
-
-
-_register_extensions()
+register_tabular(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from torch import Tensor, nn
 import invbench.training
 from invbench.access import BlackBox, LabelOnly, WhiteBox
 from invbench.attacks import GMI, MIFace
-from invbench.attacks.gmi import split_digest
 from invbench.bench.cache import Cache
 from invbench.data import Protocol, Split
 from invbench.errors import AccessError, ConfigError, DataError
@@ -138,8 +137,8 @@ def test_prior_is_trained_on_public_data_only(setup, monkeypatch, tmp_path) -> N
     # the cache key is built from the public split's content, not the private one
     parts = attack.prior_parts_
     assert attack.prior_meta_["parts"] == parts
-    assert parts["public"] == split_digest(proto.public)
-    assert parts["public"] != split_digest(proto.private_train)
+    assert parts["public"] == proto.public.digest()
+    assert parts["public"] != proto.private_train.digest()
     assert parts["image_shape"] == list(SHAPE) and parts["seed"] == 0
 
     # same prior parameters again: a cache hit, no training; search parameters do not matter

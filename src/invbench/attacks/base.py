@@ -65,10 +65,6 @@ class Attack(Configurable):
     ) -> None:
         """Learn priors from public data (default: nothing to learn)."""
 
-    def cache_parts(self) -> dict[str, object]:
-        """What determines the prepared prior (for cache keys); default: the parameters."""
-        return {"attack": self.name, **self.get_params()}
-
     @abstractmethod
     def _invert(
         self, access: Access, labels: Tensor, *, generator: torch.Generator, quiet: bool

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -36,16 +35,6 @@ LOG_EVERY = 50
 PRIOR_PARAMS: tuple[str, ...] = (
     "latent_dim", "gan_steps", "gan_batch_size", "gan_lr", "n_critic", "gp_weight",
 )
-
-
-def split_digest(split: Split) -> str:
-    """Content hash (SHA-256 hex) of a split's images and labels, for cache keys."""
-    h = hashlib.sha256()
-    for t in (split.x, split.y):
-        t = t.detach().contiguous().cpu()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
 
 
 @register_attack("gmi")
@@ -159,7 +148,7 @@ class GMI(Attack):
         """Everything that determines the prior trained by :meth:`prepare` (its cache key)."""
         return {
             **self.cache_parts(),
-            "public": split_digest(public),
+            "public": public.digest(),
             "public_size": len(public),
             "image_shape": [int(s) for s in image_shape],
             "seed": int(seed),

@@ -21,7 +21,7 @@ from torch import nn
 from invbench import __version__
 from invbench.access import make_access
 from invbench.attacks.base import Attack, Reconstruction
-from invbench.bench.cache import Cache
+from invbench.bench.cache import Cache, atomic_path
 from invbench.bench.store import Store, spec_hash, versions
 from invbench.config import RunSpec, build_method, check_device
 from invbench.data import load_protocol
@@ -104,6 +104,7 @@ def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
     if label in ctx.targets:
         return ctx.targets[label]
     s = ctx.spec
+    torch.manual_seed(s.seed)  # the same initial weights as Defense.train(seed=s.seed)
     model = defense.build(
         arch=s.train.arch,
         image_shape=ctx.protocol.image_shape,
@@ -118,11 +119,9 @@ def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
     }
 
     def create() -> dict[str, Any]:
-        torch.manual_seed(s.seed)
-        trained = defense.train(
-            ctx.protocol, config=s.train, seed=s.seed, device=ctx.device, quiet=ctx.quiet
+        defense.fit(
+            model, ctx.protocol, config=s.train, seed=s.seed, device=ctx.device, quiet=ctx.quiet
         )
-        model.load_state_dict(trained.state_dict())
         return {"defense": defense.name}
 
     _meta, hit = ctx.cache.get_or_create("target", parts, {"model": model}, create)
@@ -187,16 +186,15 @@ def _save_artifacts(ctx: RunContext, rec: Reconstruction, name: str) -> dict[str
         class_names=list(ctx.protocol.class_names),
     )
     tensors = out_dir / f"{name}.safetensors"
-    tmp = tensors.with_suffix(".safetensors.tmp")
-    save_file(
-        {
-            "images": rec.images.contiguous(),
-            "labels": rec.labels.contiguous(),
-            "scores": rec.scores.contiguous(),
-        },
-        str(tmp),
-    )
-    tmp.replace(tensors)
+    with atomic_path(tensors) as tmp:
+        save_file(
+            {
+                "images": rec.images.contiguous(),
+                "labels": rec.labels.contiguous(),
+                "scores": rec.scores.contiguous(),
+            },
+            str(tmp),
+        )
     return {"grid": str(grid), "reconstructions": str(tensors)}
 
 

@@ -79,6 +79,15 @@ class Split:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def digest(self) -> str:
+        """Content hash (SHA-256 hex) of the images and labels (dtype, shape and bytes)."""
+        h = hashlib.sha256()
+        for t in (self.x, self.y):
+            t = t.detach().contiguous().cpu()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()
+
     def to(self, device: torch.device | str) -> Split:
         """The split with images and labels on ``device``."""
         return Split(self.x.to(device), self.y.to(device))
@@ -127,8 +136,7 @@ class Protocol:
             h = hashlib.sha256()
             h.update(repr((self.dataset, self.private_classes, self.public_classes)).encode())
             for split in (self.private_train, self.private_test, self.public):
-                h.update(split.x.contiguous().numpy().tobytes())
-                h.update(split.y.contiguous().numpy().tobytes())
+                h.update(split.digest().encode())
             object.__setattr__(self, "_fingerprint", h.hexdigest()[:16])
         return self._fingerprint
 

@@ -58,14 +58,28 @@ class Defense(Configurable):
         device: torch.device | str = "cpu",
         quiet: bool = True,
     ) -> nn.Module:
-        """Build and train the target on ``protocol.private_train``; returns it in eval mode."""
-        from invbench.training import train_classifier
-
+        """Build (seeded) and train the target on ``protocol.private_train``; eval mode."""
         cfg = config or TrainConfig()
         torch.manual_seed(seed)
         model = self.build(
             arch=cfg.arch, image_shape=protocol.image_shape, num_classes=protocol.num_classes
         )
+        return self.fit(model, protocol, config=cfg, seed=seed, device=device, quiet=quiet)
+
+    def fit(
+        self,
+        model: nn.Module,
+        protocol: Protocol,
+        *,
+        config: TrainConfig | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        quiet: bool = True,
+    ) -> nn.Module:
+        """Train a model from :meth:`build` in place on ``protocol.private_train``; eval mode."""
+        from invbench.training import train_classifier
+
+        cfg = config or TrainConfig()
         train_classifier(
             model,
             protocol.private_train.x,
