@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from torch import nn
 
-    from invbench.attacks.base import Reconstruction
+    from invbench.types import Reconstruction
 
 __all__ = ["__version__", "invert"]
 

@@ -10,7 +10,6 @@ checks the access level, expands labels by ``per_label``, seeds, validates the o
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -19,30 +18,11 @@ from torch import Tensor
 from invbench.access import LEVELS, Access
 from invbench.errors import AccessError, ConfigError
 from invbench.params import Configurable
+from invbench.types import Reconstruction
 
 if TYPE_CHECKING:
     from invbench.bench.cache import Cache
     from invbench.data.protocol import Split
-
-
-@dataclass(frozen=True)
-class Reconstruction:
-    """What an attack returns.
-
-    Attributes:
-        images: (N, C, H, W) float32 in [0, 1], on the CPU.
-        labels: (N,) int64, the target label each image reconstructs.
-        scores: (N,) float32, the attack's own score (higher = more confident).
-        queries: number of target queries the attack used.
-    """
-
-    images: Tensor
-    labels: Tensor
-    scores: Tensor
-    queries: int = 0
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
 
 
 class Attack(Configurable):

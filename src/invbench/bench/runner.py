@@ -20,7 +20,8 @@ from torch import nn
 
 from invbench import __version__
 from invbench.access import make_access
-from invbench.attacks.base import Attack, Reconstruction
+from invbench.attacks.base import Attack
+from invbench.types import Reconstruction
 from invbench.bench.cache import Cache, atomic_path
 from invbench.bench.store import Store, spec_hash, versions
 from invbench.config import RunSpec, build_method, check_device

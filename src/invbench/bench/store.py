@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from invbench.bench.cache import canonical_json, invbench_version, sha256_hex
+from invbench._io import canonical_json, invbench_version, sha256_hex
 from invbench.errors import DataError
 
 #: Statuses a recorded run may have. Only ``done`` runs are found by :meth:`Store.find`.

@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from invbench.metrics.base import Metric
+from invbench.metrics.base import Metric, MetricOutput
 from invbench.registry import register_metric
 
 if TYPE_CHECKING:
-    from invbench.attacks.base import Reconstruction
-    from invbench.data.protocol import Protocol
-    from invbench.metrics.evaluator import Evaluator
+    from invbench.metrics.context import EvalContext
+    from invbench.types import Reconstruction
 
 
 def per_class_mean_std(hits: Tensor, labels: Tensor) -> tuple[float, float]:
@@ -48,15 +47,20 @@ class AttackAccuracy(Metric):
     ``c`` that the evaluator puts at rank 1 (top-k) for ``c``; then mean and population std
     (ddof=0) over the attacked classes.
 
+    Feature space: the standard evaluator's logits (no test-time augmentation, as MIBench).
+    Higher is better for the attacker. Per image it records the standard evaluator's label
+    (``img_pred_<name>``).
+
     Example::
 
-        AttackAccuracy().compute(recon, protocol, evaluator)
+        AttackAccuracy().compute(recon, ctx)
         # {"acc1": 0.8, "acc5": 1.0, "acc1_std": 0.1, "acc5_std": 0.0}
     """
 
-    def compute(
-        self, recon: Reconstruction, protocol: Protocol, evaluator: Evaluator
-    ) -> dict[str, float]:
+    rates = ("acc1", "acc5")
+
+    def compute(self, recon: Reconstruction, ctx: EvalContext) -> MetricOutput:
+        protocol, evaluator = ctx.protocol, ctx.standard
         logits = evaluator.logits(recon.images)
         labels = recon.labels.to(logits.device).long()
         k = min(5, protocol.num_classes, logits.shape[1])
@@ -66,4 +70,10 @@ class AttackAccuracy(Metric):
         topk_hit = match.any(dim=1).float()
         acc1, acc1_std = per_class_mean_std(top1, labels)
         acc5, acc5_std = per_class_mean_std(topk_hit, labels)
-        return {"acc1": acc1, "acc5": acc5, "acc1_std": acc1_std, "acc5_std": acc5_std}
+        return {
+            "acc1": acc1,
+            "acc5": acc5,
+            "acc1_std": acc1_std,
+            "acc5_std": acc5_std,
+            f"img_pred_{evaluator.name}": topk[:, 0],
+        }

@@ -2,10 +2,19 @@
 
 A metric is a :class:`~invbench.params.Configurable` registered with
 :func:`~invbench.registry.register_metric` and one abstract method,
-:meth:`Metric.compute`. :func:`evaluate` does the chores once for all of them: it checks
-that the reconstruction fits the protocol and the evaluator (shapes, label range, finite
-pixels in [0, 1]) and that every number a metric returns is finite, so a malformed input
-is a one-line :class:`~invbench.errors.DataError`, never a silent wrong number.
+:meth:`Metric.compute`, which gets the reconstruction and an
+:class:`~invbench.metrics.context.EvalContext` (the evaluators). It returns a flat mapping:
+
+* a float per score (``"acc1": 0.8``); ``None`` when the score is undefined for this input
+  (FID with fewer samples than feature dimensions) — reported as JSON ``null``, never made up;
+* optionally a 1-D tensor of length N per *per-image decision*, named ``img_*``
+  (``"img_pred_robust"``, ``"img_knn_dist"``...), which :func:`judge` returns separately so it can be stored with the
+  reconstructions (later tools compare image by image).
+
+:func:`evaluate` does the chores once for all metrics: it checks that the reconstruction fits
+the protocol and the evaluators (shapes, label range, finite pixels in [0, 1]) and that every
+number a metric returns is finite, so a malformed input is a one-line
+:class:`~invbench.errors.DataError`, never a silent wrong number.
 """
 
 from __future__ import annotations
@@ -13,41 +22,55 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
+from torch import Tensor
 
 from invbench.errors import DataError
 from invbench.params import Configurable
 from invbench.registry import METRICS
 
 if TYPE_CHECKING:
-    from invbench.attacks.base import Reconstruction
     from invbench.data.protocol import Protocol
+    from invbench.metrics.context import EvalContext
     from invbench.metrics.evaluator import Evaluator
+    from invbench.types import Reconstruction
+
+#: what a metric returns: scores (float or None) and per-image decisions ((N,) tensors)
+MetricOutput = dict[str, "float | None | torch.Tensor"]
 
 
 class Metric(Configurable, ABC):
     """Base class of reconstruction metrics (one registered subclass per file in ``metrics/``).
 
     Subclasses implement :meth:`compute` and are registered by name, e.g.
-    ``@register_metric("accuracy")``. They may assume :func:`check_reconstruction` has passed.
+    ``@register_metric("accuracy")``. They may assume :func:`check_reconstruction` has passed
+    and that every member of the context named in :attr:`requires` is present.
 
     Example::
 
         from invbench.metrics import evaluate
-        scores = evaluate(recon, protocol, evaluator)   # {"acc1": ..., "knn_dist": ...}
+        scores = evaluate(recon, ctx)   # {"acc1": ..., "knn_dist": ..., "success": ...}
     """
 
     kind: ClassVar[str] = "metric"
+    #: members of :class:`EvalContext` this metric needs beyond ``standard``
+    #: (``"robust"``, ``"extractor"``, ``"ensemble"``, ``"thresholds"``)
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: score keys that are rates of success in [0, 1] (checked against the references: a rate
+    #: that scores adversarial noise well above uniform noise is being fooled)
+    rates: ClassVar[tuple[str, ...]] = ()
+    #: score keys a results table hides unless asked (e.g. ``acc5`` with <= 5 classes)
+    hidden: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def compute(
-        self, recon: Reconstruction, protocol: Protocol, evaluator: Evaluator
-    ) -> dict[str, float]:
+    def compute(self, recon: Reconstruction, ctx: EvalContext) -> MetricOutput:
         """Score ``recon`` (images (N, C, H, W) in [0, 1], labels (N,) in ``0..k-1``).
 
-        Returns a flat mapping of metric names to finite floats.
+        Returns a flat mapping of score names to finite floats (or ``None`` where undefined)
+        and, optionally, per-image decisions as (N,) tensors.
         """
 
 
@@ -97,50 +120,103 @@ def check_reconstruction(recon: Reconstruction, protocol: Protocol, evaluator: E
         )
 
 
-def evaluate(
+def _chosen(ctx: EvalContext, metrics: Sequence[str | Metric] | None) -> list[Metric]:
+    from invbench.errors import ConfigError
+
+    have = ctx.available()
+    if metrics is None:
+        out = [METRICS.get(n)() for n in METRICS.names()]
+        return [m for m in out if set(m.requires) <= have]
+    chosen: list[Metric] = []
+    for m in metrics:
+        metric = m if isinstance(m, Metric) else METRICS.get(m)()
+        missing = sorted(set(metric.requires) - have)
+        if missing:
+            raise ConfigError(
+                f"metric '{metric.name}' needs the evaluation context's {', '.join(missing)}; "
+                "build the context with build_judges() or pass those evaluators"
+            )
+        chosen.append(metric)
+    return chosen
+
+
+@dataclass
+class Judgement:
+    """Scores of one reconstruction set and its per-image decisions ((N,) tensors, CPU)."""
+
+    scores: dict[str, float | None]
+    per_image: dict[str, Tensor]
+
+
+def judge(
     recon: Reconstruction,
-    protocol: Protocol,
-    evaluator: Evaluator,
+    ctx: EvalContext,
     *,
     metrics: Sequence[str | Metric] | None = None,
-) -> dict[str, float]:
-    """Run metrics on a reconstruction and merge their results into one flat dict.
+) -> Judgement:
+    """Run metrics on a reconstruction: scores plus per-image decisions.
 
     Args:
         recon: the attack's output (images (N, C, H, W) in [0, 1], labels (N,)).
-        protocol: the protocol the target was trained on (private data for distances).
-        evaluator: the independent evaluation model (see :func:`train_evaluator`).
+        ctx: the evaluators (see :class:`~invbench.metrics.context.EvalContext`).
         metrics: registered metric names (each built with default parameters) or
-            :class:`Metric` instances; default: every registered metric.
-
-    Returns:
-        ``{"acc1": ..., "acc5": ..., "acc1_std": ..., "acc5_std": ..., "knn_dist": ...,
-        "knn_pixel_dist": ...}`` for the default metrics; every value is a finite float.
+            :class:`Metric` instances; default: every registered metric whose
+            :attr:`Metric.requires` the context meets.
 
     Raises:
         DataError: malformed reconstruction (shape, labels, NaN) or a non-finite result.
-        ConfigError: an unknown metric name.
-
-    Example::
-
-        rec = attack.invert(WhiteBox(target, ...), labels=[0, 1], per_label=8)
-        print(evaluate(rec, protocol, evaluator, metrics=["accuracy"]))
+        ConfigError: an unknown metric name, or a named metric the context cannot serve.
     """
-    check_reconstruction(recon, protocol, evaluator)
-    chosen: list[Metric] = []
-    for m in METRICS.names() if metrics is None else metrics:
-        chosen.append(m if isinstance(m, Metric) else METRICS.get(m)())
-    out: dict[str, float] = {}
-    for metric in chosen:
-        result = metric.compute(recon, protocol, evaluator)
-        for key, value in result.items():
-            if key in out:
+    for ev in (ctx.standard, ctx.robust, ctx.extractor, *ctx.ensemble):
+        if ev is not None:
+            check_reconstruction(recon, ctx.protocol, ev)
+    n = len(recon)
+    scores: dict[str, float | None] = {}
+    per_image: dict[str, Tensor] = {}
+    for metric in _chosen(ctx, metrics):
+        for key, value in metric.compute(recon, ctx).items():
+            if key in scores or key in per_image:
                 raise RuntimeError(f"metric '{metric.name}' returns '{key}', already reported")
+            if isinstance(value, Tensor):
+                if not key.startswith("img_") or value.shape != (n,):
+                    raise RuntimeError(
+                        f"metric '{metric.name}' gave per-image '{key}' of shape "
+                        f"{tuple(value.shape)}; expected a name 'img_*' and shape ({n},)"
+                    )
+                per_image[key] = value.detach().cpu()
+                continue
+            if value is None:
+                scores[key] = None
+                continue
             value = float(value)
             if not math.isfinite(value):
                 raise DataError(
                     f"metric '{metric.name}' gave {key}={value}; the reconstruction or the "
                     "evaluator produced non-finite values"
                 )
-            out[key] = value
-    return out
+            scores[key] = value
+    return Judgement(scores=scores, per_image=per_image)
+
+
+def evaluate(
+    recon: Reconstruction,
+    ctx: EvalContext,
+    *,
+    metrics: Sequence[str | Metric] | None = None,
+) -> dict[str, float | None]:
+    """The scores of :func:`judge` (no per-image decisions).
+
+    Example::
+
+        rec = attack.invert(WhiteBox(target, ...), labels=[0, 1], per_label=8)
+        print(evaluate(rec, EvalContext(protocol=protocol, standard=ev), metrics=["accuracy"]))
+    """
+    return judge(recon, ctx, metrics=metrics).scores
+
+
+def rate_keys(metrics: Sequence[str | Metric] | None = None) -> list[str]:
+    """Every score key declared as a rate by the registered (or given) metrics."""
+    chosen = [METRICS.get(n)() for n in METRICS.names()] if metrics is None else [
+        m if isinstance(m, Metric) else METRICS.get(m)() for m in metrics
+    ]
+    return [k for m in chosen for k in m.rates]

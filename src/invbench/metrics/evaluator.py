@@ -63,6 +63,8 @@ class Evaluator:
         cache: optional :class:`~invbench.bench.cache.Cache` for private features.
         cache_key: the evaluator's own cache key (set by :func:`train_evaluator`); private
             features are cached only when both ``cache`` and ``cache_key`` are given.
+        name: how reports call it (``acc1_<name>``); default ``arch`` (``"robust"`` for the
+            adversarially trained one).
 
     Example::
 
@@ -82,6 +84,7 @@ class Evaluator:
         batch_size: int = 512,
         cache: Cache | None = None,
         cache_key: str | None = None,
+        name: str | None = None,
     ) -> None:
         if not callable(getattr(model, "features", None)):
             raise ConfigError(
@@ -92,6 +95,8 @@ class Evaluator:
             raise ConfigError(f"evaluator batch_size must be >= 1, got {batch_size}")
         self.model = model.eval().requires_grad_(False)
         self.arch = str(arch)
+        #: the evaluator's name in reports (``acc1_<name>``); default: its arch
+        self.name = str(name) if name is not None else self.arch
         self.num_classes = int(num_classes)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.accuracy = float(accuracy)

@@ -21,13 +21,12 @@ import torch
 from torch import Tensor
 
 from invbench.errors import DataError
-from invbench.metrics.base import Metric
+from invbench.metrics.base import Metric, MetricOutput
 from invbench.registry import register_metric
 
 if TYPE_CHECKING:
-    from invbench.attacks.base import Reconstruction
-    from invbench.data.protocol import Protocol
-    from invbench.metrics.evaluator import Evaluator
+    from invbench.metrics.context import EvalContext
+    from invbench.types import Reconstruction
 
 
 def nearest_same_class_sq_dist(
@@ -74,12 +73,11 @@ class KnnDistance(Metric):
 
     Example::
 
-        KnnDistance().compute(recon, protocol, evaluator)  # {"knn_dist": 41.2, ...}
+        KnnDistance().compute(recon, ctx)  # {"knn_dist": 41.2, ...}
     """
 
-    def compute(
-        self, recon: Reconstruction, protocol: Protocol, evaluator: Evaluator
-    ) -> dict[str, float]:
+    def compute(self, recon: Reconstruction, ctx: EvalContext) -> MetricOutput:
+        protocol, evaluator = ctx.protocol, ctx.standard
         train_feats, train_labels = evaluator.private_features(protocol)
         feats = evaluator.features(recon.images)
         labels = recon.labels.to(feats.device).long()
@@ -94,4 +92,8 @@ class KnnDistance(Metric):
             train.x.to(dev).flatten(1),
             train.y.to(dev).long(),
         )
-        return {"knn_dist": float(knn.mean()), "knn_pixel_dist": float(pix.mean() / n_pix)}
+        return {
+            "knn_dist": float(knn.mean()),
+            "knn_pixel_dist": float(pix.mean() / n_pix),
+            "img_knn_dist": knn.float(),
+        }

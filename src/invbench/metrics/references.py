@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from invbench.attacks.base import Reconstruction
+from invbench.types import Reconstruction
 from invbench.errors import ConfigError, DataError
 from invbench.metrics.evaluator import derive_seed
 

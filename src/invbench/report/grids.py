@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from invbench.bench.cache import atomic_path
+from invbench._io import atomic_path
 from invbench.errors import ConfigError, DataError
 
 PAD = 2

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from invbench.bench.cache import atomic_path
+from invbench._io import atomic_path
 from invbench.errors import ConfigError, DataError
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
