@@ -49,6 +49,19 @@ class _Counting(nn.Module):
         return self.inner(x)
 
 
+class _Recording(nn.Module):
+    """Wraps a model and keeps a copy of every input batch (each iterate MI-Face scores)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.detach().clone())
+        return self.inner(x)
+
+
 def test_registered() -> None:
     assert ATTACKS.get("mi-face") is MIFace
     assert MIFace.access == "white-box" and not MIFace.needs_public
@@ -161,8 +174,10 @@ def test_refuses_weaker_access(setup, level) -> None:
         ({"gamma": 1.0}, "The 'gamma' parameter of attack 'mi-face' must be < 1.0. Got 1.0"),
         ({"loss": "hinge"}, "The 'loss' parameter of attack 'mi-face'"),
         ({"step": 3}, "attack 'mi-face' has no parameter 'step'; its parameters are: steps,"),
-        ({"restarts": 2}, "The 'restarts' parameter of attack 'mi-face' must be 1 when "
-                          "init='zeros'"),
+        ({"restarts": 2, "init": "zeros"},
+         "The 'restarts' parameter of attack 'mi-face' must be 1 when init='zeros'"),
+        ({"init_scale": 0.0}, "The 'init_scale' parameter of attack 'mi-face' must be > 0.0."),
+        ({"init": "normal"}, "The 'init' parameter of attack 'mi-face'"),
     ],
 )
 def test_bad_params_raise_config_error(params: dict, message: str) -> None:
@@ -170,3 +185,45 @@ def test_bad_params_raise_config_error(params: dict, message: str) -> None:
         MIFace(**params)
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
+
+
+def test_returns_the_best_iterate_not_the_last(setup) -> None:
+    _, target, _ = setup
+    recording = _Recording(target)
+    # a step so large that the pixels bounce between the box's faces: the cost goes up again
+    rec = MIFace(steps=8, lr=100.0, loss="prob").invert(
+        _white(recording), [0, 1, 2, 3, 4], per_label=2, seed=0
+    )
+    iterates = torch.stack(recording.inputs)  # (steps + 1, N, C, H, W): x_0 .. x_steps
+    assert iterates.shape[0] == 9
+    labels = rec.labels.repeat(9)
+    with torch.inference_mode():
+        prob = torch.softmax(target(iterates.flatten(0, 1)), 1)
+        costs = (1 - prob[torch.arange(labels.numel()), labels]).view(9, -1)
+        rec_prob = torch.softmax(target(rec.images), 1)[torch.arange(10), rec.labels]
+    best_cost, best_step = costs.min(0)
+    # the test is meaningful: for some images the last iterate is clearly worse, and the
+    # best ones include the start (scored by step 1) and the final image (the closing pass)
+    assert bool((costs[-1] > best_cost + 0.05).any()), costs
+    assert bool((best_step == 0).any()) and bool((best_step == 8).any()), best_step
+    assert torch.allclose(1 - rec_prob, best_cost, atol=1e-6)
+    assert torch.equal(rec.images, iterates[best_step, torch.arange(10)])
+    assert torch.allclose(rec.scores, rec_prob, atol=1e-6)
+
+
+def test_per_label_samples_are_distinct_and_seeded(setup) -> None:
+    _, target, _ = setup
+    attack = MIFace(steps=40)  # default init: seeded dim noise, one start per image
+    a = attack.invert(_white(target), [0, 3], per_label=3, seed=11)
+    b = attack.invert(_white(target), [0, 3], per_label=3, seed=11)
+    c = attack.invert(_white(target), [0, 3], per_label=3, seed=12)
+    assert torch.equal(a.images, b.images) and torch.equal(a.scores, b.scores)
+    assert not torch.equal(a.images, c.images)
+    flat = a.images.flatten(1).view(2, 3, -1)
+    for cls in flat:  # every pair of one class's samples differs visibly
+        d = torch.cdist(cls, cls)
+        assert float(d[~torch.eye(3, dtype=torch.bool)].min()) > 0.1, d
+    assert float(a.images.mean()) < 0.35  # dim start: the dark background stays dark
+    # the paper's zero start gives the same image for every sample of a class
+    z = MIFace(steps=40, init="zeros").invert(_white(target), [0], per_label=3, seed=11)
+    assert torch.equal(z.images[0], z.images[1]) and torch.equal(z.images[0], z.images[2])
