@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from invbench.defenses import MID, NoDefense, TrainConfig, VIBClassifier
 from invbench.defenses.mid import gaussian_kl
 from invbench.errors import ConfigError
+from invbench.models import is_stochastic, reseed
 from invbench.training import evaluate_accuracy
 
 CFG = TrainConfig(epochs=6)
@@ -58,6 +60,65 @@ def test_prediction_sampling_modes(digits_protocol, mid_models):
         assert torch.allclose(torch.logsumexp(c, 1), torch.zeros(16), atol=1e-5)  # log-probs
         assert not torch.equal(a, c)
         model.samples = 0
+
+
+def _built(samples: int) -> VIBClassifier:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return MID(samples=samples).build(arch="auto", image_shape=(1, 8, 8), num_classes=5).eval()
+
+
+def test_eval_sampling_is_seeded_by_reseed(digits_protocol, mid_models):
+    model = mid_models[0.5]
+    x = digits_protocol.private_test.x[:16]
+    model.samples = 4
+    try:
+        with torch.inference_mode():
+            reseed(model, 0)
+            a, a_next = model(x), model(x)
+            reseed(model, 0)
+            b = model(x)
+            reseed(model, 1)
+            c = model(x)
+            model.samples = 0
+            mean = model(x)
+    finally:
+        model.samples = 0
+    assert torch.equal(a, b)  # same seed, same draws
+    assert not torch.equal(a, c)  # another seed, other draws
+    assert not torch.equal(a, a_next)  # the stream moves on between forwards
+    assert not torch.equal(a, mean)  # the draws are real samples, not the mean code
+
+
+def test_eval_sampling_never_touches_the_global_rng():
+    x = torch.rand(6, 1, 8, 8)
+    model = _built(samples=3)
+    state = torch.get_rng_state()
+    with torch.inference_mode():
+        first = model(x)  # no reseed call: the default seed 0
+        model(x)
+    assert torch.equal(torch.get_rng_state(), state)
+    other = _built(samples=3)
+    torch.manual_seed(123)  # the global RNG does not matter
+    with torch.inference_mode():
+        assert torch.equal(other(x), first)
+        reseed(other, 0)
+        assert torch.equal(other(x), first)
+
+
+def test_is_stochastic_and_reseed_walk_submodules(digits_target):
+    sampled, mean = _built(samples=2), _built(samples=0)
+    assert sampled.stochastic and not mean.stochastic
+    assert is_stochastic(sampled) and is_stochastic(nn.Sequential(nn.Identity(), sampled))
+    assert not is_stochastic(mean) and not is_stochastic(digits_target)
+    wrapped = nn.Sequential(sampled)
+    x = torch.rand(4, 1, 8, 8)
+    with torch.inference_mode():
+        reseed(wrapped, 5)
+        a = wrapped(x)
+        reseed(wrapped, 5)
+        assert torch.equal(wrapped(x), a)
+    reseed(digits_target, 5)  # a model without random predictions: nothing to do
 
 
 def test_mid_and_none_share_the_training_loop(digits_protocol):

@@ -24,9 +24,27 @@ class VIBClassifier(nn.Module):
     (so training starts with a small, positive noise scale); ``z = mu + std * eps`` ->
     a linear decoder to the logits.
 
-    In training mode ``forward`` draws one sample per input. In eval mode it averages the
-    softmax over ``samples`` draws (``samples = 0``: use ``mu``, deterministic) and returns
-    the log of that average, so the output still reads as logits.
+    In training mode ``forward`` draws one sample per input (from torch's global RNG, which
+    the training loop seeds). In eval mode it averages the softmax over ``samples`` draws
+    (``samples = 0``: use ``mu``, deterministic) and returns the log of that average, so the
+    output still reads as logits.
+
+    Eval-time draws come from the model's own :class:`torch.Generator`, never from torch's
+    global RNG: :meth:`reseed` restarts it (the runner calls
+    :func:`invbench.models.stochastic.reseed` before each attack and each evaluation), and
+    without a call it starts from seed 0. The generator lives on the device of the
+    computation; it is created on first use and re-created from the seed when the model
+    moves to another device. ``stochastic`` is True while eval-time sampling is on.
+
+    Shape: ``(N, C, H, W)`` in [0, 1] -> logits ``(N, num_classes)``.
+
+    Example::
+
+        model = MID(beta=0.01, samples=4).train(protocol, seed=0).eval()
+        model.reseed(0)
+        a = model(x)
+        model.reseed(0)
+        torch.equal(a, model(x))  # True
     """
 
     def __init__(self, backbone: nn.Module, *, num_classes: int, k: int, samples: int) -> None:
@@ -40,6 +58,25 @@ class VIBClassifier(nn.Module):
         self.samples = samples
         self.encoder = nn.Linear(feat_dim, 2 * k)
         self.head = nn.Linear(k, num_classes)
+        self._seed = 0
+        self._generator: torch.Generator | None = None
+
+    @property
+    def stochastic(self) -> bool:
+        """True when eval-time predictions are sampled (``samples > 0``)."""
+        return self.samples > 0
+
+    def reseed(self, seed: int) -> None:
+        """Restart the eval-time sampling stream from ``seed`` (on the next forward's device)."""
+        self._seed = int(seed)
+        self._generator = None
+
+    def _eval_generator(self, device: torch.device) -> torch.Generator:
+        gen = self._generator
+        if gen is None or gen.device != device:
+            gen = torch.Generator(device=device).manual_seed(self._seed)
+            self._generator = gen
+        return gen
 
     def features(self, x: Tensor) -> Tensor:
         """The backbone's penultimate features (B, feat_dim)."""
@@ -61,13 +98,28 @@ class VIBClassifier(nn.Module):
         """Logits: one sample in training; in eval, see the class docstring."""
         if self.training:
             return self.forward_train(x)[0]
+        return self.predict_draws(x, 1)[0]
+
+    def predict_draws(self, x: Tensor, n: int) -> Tensor:
+        """``n`` independent eval-time predictions of ``x`` at the cost of one backbone pass.
+
+        Returns (n, B, num_classes): each draw is distributed as ``forward``'s eval-mode output
+        (averaging ``samples`` draws of the code), drawn from the model's own generator;
+        ``predict_draws(x, 1)[0]`` is ``forward(x)``. Expectation over Transformation (PGD
+        against this model) averages the gradient over these draws without re-running the
+        backbone ``n`` times.
+        """
         mu, std = self.encode(x)
         if self.samples == 0:
-            return self.head(mu)
-        eps = torch.randn((self.samples, *std.shape), device=std.device, dtype=std.dtype)
-        z = mu.unsqueeze(0) + std.unsqueeze(0) * eps  # (S, B, k)
-        logp = torch.log_softmax(self.head(z), dim=-1)
-        return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(self.samples)))
+            return self.head(mu).unsqueeze(0).expand(n, -1, -1)
+        s = self.samples
+        eps = torch.randn(
+            (n * s, *std.shape), generator=self._eval_generator(std.device),
+            device=std.device, dtype=std.dtype,
+        )
+        z = mu.unsqueeze(0) + std.unsqueeze(0) * eps  # (n*S, B, k)
+        logp = torch.log_softmax(self.head(z), dim=-1).view(n, s, *mu.shape[:1], -1)
+        return torch.logsumexp(logp, dim=1) - torch.log(torch.tensor(float(s)))
 
 
 def gaussian_kl(mu: Tensor, std: Tensor) -> Tensor:
@@ -95,7 +147,9 @@ class MID(Defense):
     Arguments:
         beta: weight of the KL (information) term; 0 is plain training through the bottleneck.
         k: width of the code (0 = half the backbone's feature width, as in the reference code).
-        samples: draws averaged at prediction (0 = deterministic, use the mean code).
+        samples: draws averaged at prediction (0 = deterministic, use the mean code). The
+            draws come from the model's own generator, seeded by the run through
+            :func:`invbench.models.stochastic.reseed`, never from torch's global RNG.
 
     Example::
 
