@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -254,3 +255,71 @@ def test_tensors_round_trip(tmp_path: Path) -> None:
     assert meta["n"] == 4 and set(loaded) == set(tensors)
     for k, v in tensors.items():
         assert torch.equal(loaded[k], v) and loaded[k].dtype == v.dtype
+
+
+# ------------------------------------------------------------------ integrity
+
+
+def test_sidecar_carries_the_sha256_of_its_tensor_file(tmp_path: Path) -> None:
+    _, _, path = _saved(tmp_path)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sidecar["format_version"] == FORMAT_VERSION >= 2
+
+
+def test_flipped_byte_is_refused_and_rebuilt(tmp_path: Path) -> None:
+    cache, key, path = _saved(tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x01  # inside the last tensor's data: the file still parses, with other values
+    path.write_bytes(bytes(raw))
+    from safetensors.torch import load_file
+
+    assert set(load_file(str(path))) == {f"model.{k}" for k in _net().state_dict()}  # parses
+    with pytest.warns(CacheWarning, match="sha256 of the file does not match") as record:
+        assert cache.load_modules("target", key, {"model": _net(9)}) is None
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    rebuilt = _net(9)
+    with pytest.warns(CacheWarning, match="sha256"):
+        meta, hit = cache.get_or_create("target", PARTS, {"model": rebuilt}, lambda: {"acc": 0.8})
+    assert hit is False and meta["acc"] == 0.8
+    again = _net(10)
+    assert cache.load_modules("target", key, {"model": again})["acc"] == 0.8  # no warning now
+    _assert_same_state(rebuilt, again)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_entry_is_refused_and_rebuilt(tmp_path: Path, value: float) -> None:
+    cache = Cache(tmp_path)
+    net = _trained(0)
+    with torch.no_grad():
+        net[3].weight[2, 7] = value
+    key = Cache.key(PARTS)
+    cache.save_modules("target", key, {"model": net}, {"acc": 0.1})  # saving is allowed
+    with pytest.warns(CacheWarning, match="tensor 'model.3.weight' holds NaN/Inf"):
+        assert cache.load_modules("target", key, {"model": _net(9)}) is None
+    fresh = _net(9)
+    with pytest.warns(CacheWarning, match="NaN"):
+        _, hit = cache.get_or_create("target", PARTS, {"model": fresh}, lambda: {"acc": 0.9})
+    assert hit is False
+    assert cache.load_modules("target", key, {"model": _net(10)})["acc"] == 0.9
+    # plain tensors are checked too
+    cache.save_tensors("features", key, {"f": torch.tensor([1.0, value]), "y": torch.ones(2)}, {})
+    with pytest.warns(CacheWarning, match="tensor 'f' holds NaN/Inf"):
+        assert cache.load_tensors("features", key) is None
+
+
+def test_sidecar_without_digest_is_a_miss(tmp_path: Path) -> None:
+    cache, key, path = _saved(tmp_path)
+    side = path.with_suffix(".json")
+    meta = json.loads(side.read_text())
+    del meta["sha256"]  # as written before format version 2
+    side.write_text(json.dumps(meta))
+    with pytest.warns(CacheWarning, match="no sha256 of its tensor file"):
+        assert cache.load_modules("target", key, {"model": _net()}) is None
+    with pytest.warns(CacheWarning, match="no sha256"):
+        assert cache.load_tensors("target", key) is None
+
+
+def test_digest_is_a_reserved_meta_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        Cache(tmp_path).save_modules("t", Cache.key(PARTS), {"model": _net()}, {"sha256": "0"})

@@ -7,13 +7,16 @@ changing any one of them gives a new key and re-running with the same ones re-us
 Layout on disk::
 
     <root>/<kind>/<key>.safetensors   tensors; modules as "<module>.<state_dict key>"
-    <root>/<kind>/<key>.json          sidecar: parts, created time, versions, extra meta
+    <root>/<kind>/<key>.json          sidecar: parts, created time, versions, the sha256 of
+                                      the .safetensors file, extra meta
 
 Writes are atomic (temporary file in the same folder, fsync, :func:`os.replace`) and the JSON
-sidecar is written last, so a present sidecar means a complete entry. An entry that cannot be
-read or does not match what the caller expects (bad JSON, missing keys, wrong shapes) is a miss,
-reported with a :class:`CacheWarning` on stderr, and is overwritten by the next save. Nothing is
-ever unpickled: tensors are safetensors, metadata is JSON.
+sidecar is written last, so a present sidecar means a complete entry. On load the tensor file's
+sha256 must match the sidecar's and every floating tensor must be finite. An entry that cannot
+be read or does not match what the caller expects (bad JSON, no digest (an older format), a
+digest that does not match, NaN/Inf values, missing keys, wrong shapes) is a miss, reported with
+a one-line :class:`CacheWarning` on stderr, and :meth:`Cache.get_or_create` rebuilds and
+overwrites it. Nothing is ever unpickled: tensors are safetensors, metadata is JSON.
 
 Example::
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import re
 import time
@@ -51,19 +55,21 @@ from invbench._io import (  # noqa: F401  (re-exported for callers of the cache)
 )
 
 #: Version of the on-disk artifact format; part of every key, so bumping it invalidates all
-#: entries written by older code (e.g. after a change to how a model is built or trained).
-FORMAT_VERSION = 1
+#: entries written by older code. Bump it whenever the sidecar format or a model's state-dict
+#: layout changes (e.g. how a model is built or trained). 2: sidecars carry ``sha256``.
+FORMAT_VERSION = 2
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 #: Sidecar keys written by the cache itself; caller meta may not use them.
 RESERVED_META_KEYS = frozenset(
-    {"kind", "key", "parts", "format_version", "created", "invbench_version", "entries"}
+    {"kind", "key", "parts", "format_version", "created", "invbench_version", "entries",
+     "sha256"}
 )
 
 
 class CacheWarning(UserWarning):
-    """A cache entry was unreadable or did not match and is treated as a miss."""
+    """A cache entry was unreadable, damaged or did not match and is treated as a miss."""
 
 
 def _warn_miss(path: Path, why: str) -> None:
@@ -91,6 +97,14 @@ def _module_tensors(modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]
             # clone: safetensors refuses tensors that share storage (tied weights, views)
             flat[f"{mname}.{k}"] = v.detach().to("cpu").contiguous().clone()
     return flat
+
+
+def _non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """Name of the first floating tensor (sorted) holding NaN or Inf, else ``None``."""
+    for name, t in sorted(tensors.items()):
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            return name
+    return None
 
 
 def _entries(tensors: Mapping[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
@@ -145,7 +159,7 @@ class Cache:
 
     def _read(self, kind: str, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         side, data = self._sidecar(kind, key), self.path(kind, key)
         if not side.exists():
@@ -161,13 +175,30 @@ class Cache:
         if meta.get("format_version") != FORMAT_VERSION or meta.get("key") != key:
             _warn_miss(side, "format version or key does not match")
             return None
+        digest = meta.get("sha256")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            _warn_miss(side, "sidecar has no sha256 of its tensor file (older format)")
+            return None
         try:
-            tensors = load_file(str(data), device="cpu")
-        except (OSError, SafetensorError, ValueError, RuntimeError) as exc:
+            # one read: the bytes that are hashed are the bytes that are loaded
+            raw = data.read_bytes()
+        except OSError as exc:
+            _warn_miss(data, f"unreadable safetensors: {exc}")
+            return None
+        if hashlib.sha256(raw).hexdigest() != digest:
+            _warn_miss(data, "sha256 of the file does not match its sidecar (damaged)")
+            return None
+        try:
+            tensors = load(raw)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
             _warn_miss(data, f"unreadable safetensors: {exc}")
             return None
         if _entries(tensors) != meta["entries"]:
             _warn_miss(data, "tensor names/shapes/dtypes differ from its sidecar")
+            return None
+        bad = _non_finite(tensors)
+        if bad is not None:
+            _warn_miss(data, f"tensor '{bad}' holds NaN/Inf")
             return None
         return tensors, meta
 
@@ -194,7 +225,7 @@ class Cache:
             invbench_version=invbench_version(),
             entries=_entries(tensors),
         )
-        text = json.dumps(sidecar, sort_keys=True, indent=1, allow_nan=False)
+        json.dumps(sidecar, allow_nan=False)  # fails here, before anything is written
         data, side = self.path(kind, key), self._sidecar(kind, key)
         data.parent.mkdir(parents=True, exist_ok=True)
         # Remove the old sidecar first: while the data file is being replaced there is no
@@ -203,6 +234,8 @@ class Cache:
             side.unlink()
         with atomic_path(data) as tmp:
             save_file(dict(tensors), str(tmp), metadata={"format": "pt", "invbench_key": key})
+            sidecar["sha256"] = file_sha256(tmp)
+        text = json.dumps(sidecar, sort_keys=True, indent=1, allow_nan=False)
         with atomic_path(side) as tmp:
             tmp.write_text(text, encoding="utf-8")
         return json.loads(text)
