@@ -1,4 +1,5 @@
-"""Training loops: accuracy on an easy problem, seeding, WGAN-GP behaviour, input validation."""
+"""Training loops: accuracy on an easy problem, seeding, adversarial training, WGAN-GP
+behaviour, input validation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import Tensor, nn
 
+from invbench.adversarial import AdversarialTraining, default_adversarial, pgd
 from invbench.errors import ConfigError, DataError
 from invbench.models import make_classifier, make_gan
 from invbench.training import (
@@ -290,3 +292,84 @@ def test_wgan_gp_needs_latent_dim() -> None:
     _, critic = make_gan((1, 8, 8))
     with pytest.raises(ConfigError, match="latent_dim"):
         train_wgan_gp(nn.Identity(), critic, torch.rand(4, 1, 8, 8), steps=1)
+
+
+# --------------------------------------------------------------------------- adversarial training
+
+
+class _ModeRecorder(nn.Module):
+    """A linear classifier that records its mode at every forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(64, 5)
+        self.modes: list[bool] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.modes.append(self.training)
+        return self.lin(x.flatten(1))
+
+
+def test_adversarial_batches_are_made_in_eval_mode_within_eps(digits_0_4) -> None:
+    xtr, ytr = digits_0_4[0][:96], digits_0_4[1][:96]
+    adv = AdversarialTraining(method="pgd", eps=0.1, steps=2, step_size=0.06)
+    seen: list[Tensor] = []
+
+    def loss_fn(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
+        seen.append(xb)
+        return nn.functional.cross_entropy(model(xb), yb)
+
+    model = _ModeRecorder()
+    train_classifier(model, xtr, ytr, loss_fn=loss_fn, epochs=1, batch_size=32, seed=0,
+                     adversarial=adv)
+    # per batch: the probe of the output width, then 2 attack passes in eval, 1 update in train
+    assert model.modes[1:] == [False, False, True] * 3
+    assert not model.training
+    # every training batch is a perturbed copy of training images: within eps, not equal
+    batch = torch.cat(seen)
+    dist = (batch[:, None] - xtr[None]).abs().flatten(2).amax(2)  # (96, 96) L-inf
+    nearest = dist.min(1).values
+    assert float(nearest.max()) <= 0.1 + 1e-6 and float(nearest.min()) > 0.05
+    assert float(batch.min()) >= 0 and float(batch.max()) <= 1
+
+
+def test_adversarial_training_is_seeded_and_differs_from_standard(digits_0_4) -> None:
+    xtr, ytr = digits_0_4[0][:128], digits_0_4[1][:128]
+    fgsm = default_adversarial((1, 8, 8), method="fgsm-rs")
+
+    def run(seed: int, adversarial: AdversarialTraining | None) -> dict[str, Tensor]:
+        torch.manual_seed(0)
+        model = make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5)
+        train_classifier(model, xtr, ytr, epochs=1, batch_size=32, augment=True, seed=seed,
+                         adversarial=adversarial)
+        return _state(model)
+
+    a = run(1, fgsm)
+    assert _same(a, run(1, fgsm))
+    assert not _same(a, run(2, fgsm))
+    assert not _same(a, run(1, None))
+
+
+def test_adversarial_training_makes_a_model_harder_to_fool(digits_0_4) -> None:
+    # eps 0.2: on 8x8 digits a plain model already resists much of eps 0.1, so use a budget
+    # that fools it (measured: standard 0.99 clean -> 0.10 attacked, FGSM-RS 0.99 -> 0.62)
+    xtr, ytr, xte, yte = digits_0_4
+    adv = default_adversarial((1, 8, 8), method="fgsm-rs", eps=0.2)
+    accs = {}
+    for name, setting in (("standard", None), ("adversarial", adv)):
+        torch.manual_seed(0)
+        model = make_classifier("mlp", image_shape=(1, 8, 8), num_classes=5)
+        train_classifier(model, xtr, ytr, epochs=10, seed=0, adversarial=setting)
+        attacked = pgd(model, xte, yte, eps=0.2, steps=10, step_size=0.05)
+        accs[name] = (evaluate_accuracy(model, xte, yte), evaluate_accuracy(model, attacked, yte))
+    assert accs["adversarial"][0] >= 0.9  # still accurate on clean images
+    assert accs["adversarial"][1] >= 0.4
+    assert accs["adversarial"][1] >= accs["standard"][1] + 0.3, accs
+
+
+def test_adversarial_setting_must_be_the_settings_object(digits_0_4) -> None:
+    model = make_classifier("mlp", image_shape=(1, 8, 8), num_classes=5)
+    with pytest.raises(ConfigError, match="AdversarialTraining") as info:
+        train_classifier(model, digits_0_4[0][:8], digits_0_4[1][:8], epochs=1,
+                         adversarial={"method": "pgd", "eps": 0.1})  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)

@@ -1,7 +1,8 @@
 """Training loops shared by defenses, attacks and metrics.
 
 - :func:`train_classifier`: mini-batch Adam on a classifier with any per-batch loss (a
-  defense passes its own, e.g. cross-entropy plus an information bottleneck term).
+  defense passes its own, e.g. cross-entropy plus an information bottleneck term),
+  optionally on adversarial examples (PGD or FGSM-RS, :mod:`invbench.adversarial`).
 - :func:`train_wgan_gp`: a WGAN-GP image prior (Gulrajani et al. 2017, "Improved Training
   of Wasserstein GANs", https://arxiv.org/abs/1704.00028) from public data.
 - :func:`evaluate_accuracy`: batched top-1 accuracy.
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invbench.adversarial import AdversarialTraining
 from invbench.data.protocol import check_images
 from invbench.data.transforms import augment_batch
 from invbench.errors import ConfigError, DataError
@@ -118,14 +120,25 @@ def train_classifier(
     device: torch.device | str = "cpu",
     quiet: bool = True,
     desc: str = "train",
+    adversarial: AdversarialTraining | None = None,
 ) -> nn.Module:
     """Train ``model`` in place with Adam on images ``x`` and labels ``y``.
 
     Each epoch visits every image once in an order drawn from a ``torch.Generator`` seeded
-    with ``seed``; the same generator draws the augmentation shifts, and any randomness
-    inside ``loss_fn`` or the model (dropout, reparametrisation) uses torch's global RNG,
-    seeded with ``seed`` for the duration of the call and restored afterwards. So the same
-    seed and initial weights give the same trained weights on CPU.
+    with ``seed``; the same generator draws the augmentation shifts and the adversarial
+    random starts, and any randomness inside ``loss_fn`` or the model (dropout,
+    reparametrisation) uses torch's global RNG, seeded with ``seed`` for the duration of the
+    call and restored afterwards. So the same seed and initial weights give the same trained
+    weights on CPU.
+
+    Adversarial training (``adversarial`` given): each (augmented) batch is replaced by
+    untargeted adversarial examples of the current model on the true labels
+    (:meth:`invbench.adversarial.AdversarialTraining.perturb`: PGD of Madry et al. 2018 or
+    FGSM-RS of Wong et al. 2020, random start). They are made with the model in eval mode
+    (BatchNorm uses its running statistics and does not update them on the attack's
+    forward passes; a stochastic model still samples), then the model returns to train mode
+    for the update on the adversarial batch only. A batch then costs ``steps`` extra
+    forward-backward passes (PGD with 3 steps: measured ~3.7x the time of standard training).
 
     Args:
         model: a classifier returning logits (B, K); moved to ``device``.
@@ -141,13 +154,16 @@ def train_classifier(
         device: where to train.
         quiet: hide the progress bar (when shown, the loss is updated every 25 steps).
         desc: progress bar label.
+        adversarial: train on adversarial examples made with these settings (default: off);
+            see :func:`invbench.adversarial.default_adversarial`.
 
     Returns:
         ``model``, trained, in eval mode, on ``device``.
 
     Raises:
         DataError: empty or malformed data, mismatched lengths, labels out of the model's range.
-        ConfigError: non-positive ``epochs``, ``batch_size`` or ``lr``.
+        ConfigError: non-positive ``epochs``, ``batch_size`` or ``lr``; ``adversarial`` not an
+            :class:`~invbench.adversarial.AdversarialTraining`.
 
     Example::
 
@@ -158,6 +174,11 @@ def train_classifier(
     _check_positive("batch_size", batch_size, integer=True)
     _check_positive("lr", lr, integer=False)
     _check_non_negative("weight_decay", weight_decay)
+    if adversarial is not None and not isinstance(adversarial, AdversarialTraining):
+        raise ConfigError(
+            "adversarial must be an invbench.adversarial.AdversarialTraining or None, "
+            f"got {type(adversarial).__name__}"
+        )
     check_images(x, what=desc)
     y = _check_labels(x, y, what=desc)
     dev = torch.device(device)
@@ -189,6 +210,10 @@ def train_classifier(
                 xb, yb = x[idx], y[idx]
                 if shift:
                     xb = augment_batch(xb, max_shift=shift, generator=gen)
+                if adversarial is not None:
+                    model.eval()
+                    xb = adversarial.perturb(model, xb, yb, generator=gen)
+                    model.train()
                 loss = loss_fn(model, xb, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -11,15 +11,21 @@ from invbench.models import (
     EVALUATOR_ARCHS,
     TARGET_ARCHS,
     Classifier,
+    DenseLayer,
     PreActBlock,
+    ViTBlock,
     evaluator_arch,
     list_archs,
     make_classifier,
     resolve_arch,
+    vit_patch_size,
 )
+from invbench.training import evaluate_accuracy, train_classifier
 
 SHAPES = [(1, 8, 8), (3, 8, 8), (1, 28, 28), (3, 32, 32), (1, 64, 64), (3, 64, 64)]
-MIN_SIDE = {"cnn-s": 4, "cnn-m": 8, "cnn-l": 16, "resnet": 4, "mlp": 1, "auto": 1}
+MIN_SIDE = {
+    "cnn-s": 4, "cnn-m": 8, "cnn-l": 16, "resnet": 4, "mlp": 1, "vit": 2, "dense": 4, "auto": 1,
+}
 
 
 
@@ -56,7 +62,7 @@ def test_non_square_and_odd_sizes_work() -> None:
 
 
 def test_training_mode_backward_reaches_every_parameter() -> None:
-    for arch in ("cnn-s", "resnet", "mlp"):
+    for arch in ("cnn-s", "resnet", "mlp", "vit", "dense"):
         model = make_classifier(arch, image_shape=(1, 8, 8), num_classes=4)
         model(torch.rand(4, 1, 8, 8)).logsumexp(1).sum().backward()
         missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -102,7 +108,70 @@ def test_same_seed_same_initial_weights() -> None:
 
 
 def test_list_archs() -> None:
-    assert list_archs() == ["auto", "cnn-s", "cnn-m", "cnn-l", "resnet", "mlp"]
+    assert list_archs() == ["auto", "cnn-s", "cnn-m", "cnn-l", "resnet", "mlp", "vit", "dense"]
+    assert not set(EVALUATOR_ARCHS) & set(TARGET_ARCHS)
+
+
+# --------------------------------------------------------------------------- vit and dense
+
+
+@pytest.mark.parametrize(
+    ("side", "patch", "tokens"), [(8, 2, 16), (16, 2, 64), (28, 4, 49), (32, 4, 64), (64, 8, 64)]
+)
+def test_vit_patch_grid_and_feature_width(side: int, patch: int, tokens: int) -> None:
+    assert vit_patch_size(side) == patch
+    model = make_classifier("vit", image_shape=(3, side, side), num_classes=4).eval()
+    body = model.body
+    assert body.embed.kernel_size == body.embed.stride == (patch, patch)
+    assert body.pos.shape == (1, tokens, 64) and model.feat_dim == 64
+    assert sum(isinstance(m, ViTBlock) for m in model.modules()) == 4
+    assert all(b.heads == 4 for b in model.modules() if isinstance(b, ViTBlock))
+    x = torch.rand(2, 3, side, side)
+    assert model.features(x).shape == (2, 64) and model(x).shape == (2, 4)
+    # the position embedding is learned: without it the model would be blind to token order
+    assert body.pos.requires_grad
+
+
+def test_vit_sees_token_order() -> None:
+    torch.manual_seed(0)
+    model = make_classifier("vit", image_shape=(1, 8, 8), num_classes=3).eval()
+    with torch.no_grad():
+        model.body.pos.normal_(0, 1.0)
+    x = torch.rand(2, 1, 8, 8)
+    swapped = torch.cat([x[..., 4:], x[..., :4]], dim=-1)  # swap left and right patch columns
+    assert not torch.allclose(model(x), model(swapped), atol=1e-4)
+
+
+@pytest.mark.parametrize("side", [8, 28, 32, 64])
+def test_dense_feature_width_is_64_at_every_size(side: int) -> None:
+    model = make_classifier("dense", image_shape=(1, side, side), num_classes=5).eval()
+    assert model.feat_dim == 64 and sum(isinstance(m, DenseLayer) for m in model.modules()) == 12
+    # growth rate 12 and compression 0.5: 24 + 4*12 = 72 -> 36 + 48 = 84 -> 42 + 48 = 90
+    widths = [m.conv1.in_channels for m in model.modules() if isinstance(m, DenseLayer)]
+    assert widths == [24, 36, 48, 60, 36, 48, 60, 72, 42, 54, 66, 78]
+    pools = sum(isinstance(m, nn.AvgPool2d) for m in model.modules())
+    assert pools == {8: 0, 28: 1, 32: 1, 64: 2}[side]  # no pooling of maps of 8 px or less
+    x = torch.rand(3, 1, side, side)
+    assert model.features(x).shape == (3, 64) and model(x).shape == (3, 5)
+
+
+def test_new_families_differ_from_the_target() -> None:
+    target = make_classifier("auto", image_shape=(1, 28, 28), num_classes=5)
+    kinds = {type(m) for m in target.modules()}
+    assert ViTBlock not in kinds and DenseLayer not in kinds
+    for arch in ("vit", "dense"):
+        assert arch in EVALUATOR_ARCHS and arch not in TARGET_ARCHS
+
+
+def test_vit_learns_digits(digits_protocol) -> None:  # noqa: ANN001
+    # (dense learns digits in tests/test_adversarial.py: >= 0.9, plain 5 epochs, robust 3)
+    p = digits_protocol
+    torch.manual_seed(0)
+    model = make_classifier("vit", image_shape=p.image_shape, num_classes=p.num_classes)
+    before = evaluate_accuracy(model, p.private_test.x, p.private_test.y)
+    train_classifier(model, p.private_train.x, p.private_train.y, epochs=8, augment=True)
+    after = evaluate_accuracy(model, p.private_test.x, p.private_test.y)
+    assert before < 0.4 and after >= 0.5  # chance is 0.2 (5 classes); measured 0.21 -> 0.66
 
 
 @pytest.mark.parametrize(
@@ -116,6 +185,11 @@ def test_list_archs() -> None:
         ("cnn-s", "8x8", 5, "image_shape"),
         ("cnn-s", (1, 8, 8), 1, "num_classes"),
         ("cnn-s", (1, 8, 8), 2.5, "num_classes"),
+        ("vit", (1, 30, 28), 5, "multiples of 4"),
+        ("vit", (1, 28, 30), 5, "multiples of 4"),
+        ("vit", (1, 9, 8), 5, "multiples of 2"),
+        ("vit", (1, 1, 1), 5, "at least 2x2"),
+        ("dense", (1, 3, 3), 5, "at least 4x4"),
     ],
 )
 def test_bad_configs_raise_one_line_config_error(arch, shape, classes, needle) -> None:

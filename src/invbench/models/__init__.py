@@ -1,30 +1,40 @@
-"""Models: target classifiers per resolution, evaluator classifiers and GAN priors."""
+"""Models: target classifiers per resolution, evaluator classifiers (resnet, mlp, vit, dense)
+and GAN priors."""
 
 from invbench.models.classifiers import (
     EVALUATOR_ARCHS,
     TARGET_ARCHS,
     Classifier,
+    DenseLayer,
     PreActBlock,
+    ViTBlock,
     check_image_shape,
     evaluator_arch,
     list_archs,
     make_classifier,
     resolve_arch,
+    vit_patch_size,
 )
 from invbench.models.gan import SUPPORTED_HEIGHTS, Discriminator, Generator, make_gan
+from invbench.models.stochastic import is_stochastic, reseed
 
 __all__ = [
     "EVALUATOR_ARCHS",
     "SUPPORTED_HEIGHTS",
     "TARGET_ARCHS",
     "Classifier",
+    "DenseLayer",
     "Discriminator",
     "Generator",
     "PreActBlock",
+    "ViTBlock",
     "check_image_shape",
     "evaluator_arch",
+    "is_stochastic",
     "list_archs",
     "make_classifier",
     "make_gan",
+    "reseed",
     "resolve_arch",
+    "vit_patch_size",
 ]

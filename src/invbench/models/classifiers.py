@@ -19,6 +19,20 @@ attack cannot score well by exploiting the target's own quirks:
   in Deep Residual Networks", https://arxiv.org/abs/1603.05027) with a 5x5 stem, one block
   per stage, different widths, global average pooling.
 - ``mlp``: two hidden layers on the flattened image.
+- ``vit``: a small Vision Transformer (Dosovitskiy et al., "An Image is Worth 16x16 Words:
+  Transformers for Image Recognition at Scale", ICLR 2021, https://arxiv.org/abs/2010.11929):
+  strided-conv patch embedding (2 px patches up to 16 px, 4 px up to 32 px, 8 px above),
+  learned position embeddings, 4 pre-LayerNorm blocks of width 64 with 4 heads and a GELU
+  MLP of width 128, mean-pooled tokens and a final LayerNorm; ``feat_dim = 64``. Height and
+  width must be multiples of the patch size.
+- ``dense``: a small DenseNet-BC (Huang et al., "Densely Connected Convolutional Networks",
+  CVPR 2017, https://arxiv.org/abs/1608.06993): growth rate 12, three dense blocks of
+  bottleneck layers, transitions with compression 0.5, BN-ReLU-global pooling and a linear
+  projection to ``feat_dim = 64`` at every resolution (it is the robust evaluator whose
+  features FID and KID use, so the feature width must stay small and fixed).
+
+Evaluator families (``resnet``, ``mlp``, ``vit``, ``dense``) and target families (``cnn-*``)
+never overlap: :func:`invbench.metrics.train_evaluator` refuses a target arch.
 
 All of them take images in [0, 1] of shape (B, C, H, W) with any channel count, normalise to
 [-1, 1] internally, and end in adaptive pooling, so any size at or above the architecture's
@@ -34,15 +48,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invbench.errors import ConfigError
 
 TARGET_ARCHS: tuple[str, ...] = ("auto", "cnn-s", "cnn-m", "cnn-l")
-EVALUATOR_ARCHS: tuple[str, ...] = ("resnet", "mlp")
+EVALUATOR_ARCHS: tuple[str, ...] = ("resnet", "mlp", "vit", "dense")
 
-# Smallest height/width each architecture accepts (pooling stages need something to pool).
-_MIN_SIDE: dict[str, int] = {"cnn-s": 4, "cnn-m": 8, "cnn-l": 16, "resnet": 4, "mlp": 1}
+# Smallest height/width each architecture accepts (pooling stages need something to pool,
+# a transformer at least one patch).
+_MIN_SIDE: dict[str, int] = {
+    "cnn-s": 4,
+    "cnn-m": 8,
+    "cnn-l": 16,
+    "resnet": 4,
+    "mlp": 1,
+    "vit": 2,
+    "dense": 4,
+}
 
 
 class Classifier(nn.Module):
@@ -202,12 +226,140 @@ def _mlp(c: int, h: int, w: int) -> tuple[nn.Module, int]:
     return body, 256
 
 
+# --------------------------------------------------------------------------- vision transformer
+
+VIT_DIM, VIT_DEPTH, VIT_HEADS, VIT_MLP_RATIO = 64, 4, 4, 2
+
+
+def vit_patch_size(height: int) -> int:
+    """Patch side of the ``vit`` evaluator: 2 up to 16 px, 4 up to 32 px (28 -> 7x7), else 8."""
+    if height <= 16:
+        return 2
+    if height <= 32:
+        return 4
+    return 8
+
+
+class ViTBlock(nn.Module):
+    """Pre-LayerNorm transformer block: ``t + MHSA(LN(t))`` then ``t + MLP(LN(t))`` (GELU).
+
+    Shape: tokens (B, T, dim) -> (B, T, dim).
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"vit: dim {dim} must be a multiple of heads {heads}")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim)
+        )
+
+    def forward(self, t: Tensor) -> Tensor:
+        """(B, T, dim) -> (B, T, dim)."""
+        b, n, d = t.shape
+        qkv = self.qkv(self.norm1(t)).view(b, n, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, d/heads)
+        att = F.scaled_dot_product_attention(q, k, v)
+        t = t + self.proj(att.transpose(1, 2).reshape(b, n, d))
+        return t + self.mlp(self.norm2(t))
+
+
+class _ViTBody(nn.Module):
+    def __init__(self, c: int, h: int, w: int) -> None:
+        super().__init__()
+        patch = vit_patch_size(h)
+        if h % patch or w % patch:
+            raise ConfigError(
+                f"arch 'vit' uses {patch}x{patch} patches at height {h}, so height and width "
+                f"must be multiples of {patch}, got image_shape {(c, h, w)}"
+            )
+        self.embed = nn.Conv2d(c, VIT_DIM, patch, stride=patch)
+        self.pos = nn.Parameter(torch.zeros(1, (h // patch) * (w // patch), VIT_DIM))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.blocks = nn.Sequential(
+            *(ViTBlock(VIT_DIM, VIT_HEADS, VIT_MLP_RATIO) for _ in range(VIT_DEPTH))
+        )
+        self.norm = nn.LayerNorm(VIT_DIM)
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = self.embed(x).flatten(2).transpose(1, 2) + self.pos  # (B, T, dim)
+        return self.norm(self.blocks(tokens).mean(1))
+
+
+def _vit(c: int, h: int, w: int) -> tuple[nn.Module, int]:
+    return _ViTBody(c, h, w), VIT_DIM
+
+
+# --------------------------------------------------------------------------- DenseNet-BC
+
+DENSE_GROWTH, DENSE_LAYERS, DENSE_FEAT_DIM = 12, 4, 64
+
+
+class DenseLayer(nn.Module):
+    """DenseNet-BC bottleneck layer: BN-ReLU-conv1x1(4k)-BN-ReLU-conv3x3(k), concatenated.
+
+    Shape: (B, cin, H, W) -> (B, cin + growth, H, W).
+    """
+
+    def __init__(self, cin: int, growth: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, 4 * growth, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(4 * growth)
+        self.conv2 = nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, cin, H, W) -> (B, cin + growth, H, W)."""
+        out = self.conv1(torch.relu(self.bn1(x)))
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return torch.cat([x, out], 1)
+
+
+def _dense(c: int, h: int, w: int) -> tuple[nn.Module, int]:
+    growth = DENSE_GROWTH
+    stem_stride = 2 if h > 16 else 1  # 28 px -> 14 -> 7, 64 px -> 32 -> 16 -> 8
+    width = 2 * growth
+    layers: list[nn.Module] = [
+        nn.Conv2d(c, width, 3, stride=stem_stride, padding=1, bias=False),
+    ]
+    side = -(-min(h, w) // stem_stride)
+    for block in range(3):
+        for _ in range(DENSE_LAYERS):
+            layers.append(DenseLayer(width, growth))
+            width += growth
+        if block < 2:  # transition: BN-ReLU-conv1x1 (compression 0.5), avg-pool unless tiny
+            layers += [
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, width // 2, 1, bias=False),
+            ]
+            width //= 2
+            if side > 8:
+                layers.append(nn.AvgPool2d(2))
+                side //= 2
+    layers += [
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(width, DENSE_FEAT_DIM),
+    ]
+    return nn.Sequential(*layers), DENSE_FEAT_DIM
+
+
 _BUILDERS: dict[str, Callable[[int, int, int], tuple[nn.Module, int]]] = {
     "cnn-s": lambda c, h, w: _cnn_s(c),
     "cnn-m": lambda c, h, w: _cnn_m(c),
     "cnn-l": lambda c, h, w: _cnn_l(c),
     "resnet": lambda c, h, w: _resnet(c, h),
     "mlp": _mlp,
+    "vit": _vit,
+    "dense": _dense,
 }
 
 
@@ -263,12 +415,13 @@ def make_classifier(
     Args:
         arch: one of :func:`list_archs` (``"auto"`` picks by image height).
         image_shape: ``(C, H, W)`` of the inputs; any channel count, H and W at least the
-            architecture's minimum (cnn-s/resnet 4, cnn-m 8, cnn-l 16).
+            architecture's minimum (cnn-s/resnet/dense 4, cnn-m 8, cnn-l 16, vit 2); for
+            ``vit`` both multiples of its patch size (:func:`vit_patch_size`).
         num_classes: number of output logits (>= 2).
 
     Raises:
         ConfigError: unknown ``arch``, malformed or too small ``image_shape``, or
-            ``num_classes`` < 2.
+            ``num_classes`` < 2, or a ``vit`` image side that is not a multiple of its patch.
 
     Example::
 
