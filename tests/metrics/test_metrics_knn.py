@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from invbench.attacks.base import Reconstruction
 from invbench.bench.cache import Cache
 from invbench.data.protocol import Protocol, Split
 from invbench.errors import DataError
-from invbench.metrics import Evaluator, evaluate
-from invbench.metrics.knn import KnnDistance, nearest_same_class_sq_dist
+from invbench.metrics import EvalContext, Evaluator, evaluate
+from invbench.metrics.knn import KnnDistance, nearest_same_class, nearest_same_class_sq_dist
+from invbench.types import Reconstruction
 
 
 class ScaledFlatten(nn.Module):
@@ -48,13 +48,17 @@ def evaluator(**kw: object) -> Evaluator:
                      accuracy=1.0, **kw)
 
 
+def ctx(protocol: Protocol | None = None, ev: Evaluator | None = None) -> EvalContext:
+    return EvalContext(protocol=protocol or toy_protocol(), standard=ev or evaluator())
+
+
 def test_knn_exact_distances_same_class_only() -> None:
     rec = Reconstruction(
         images=points([[0, 1], [0.5, 0], [0, 0]]),
         labels=torch.tensor([0, 0, 1]),  # the last one sits on a class-0 point: must not count
         scores=torch.zeros(3),
     )
-    out = evaluate(rec, toy_protocol(), evaluator(), metrics=["knn"])
+    out = evaluate(rec, ctx(), metrics=["knn"])
     # squared pixel distances to the nearest same-class point: 1, 0.25, 2
     assert out["knn_pixel_dist"] == pytest.approx(3.25 / 3 / 2)  # / (C*H*W = 2)
     assert out["knn_dist"] == pytest.approx(4 * 3.25 / 3)  # features are 2x pixels: squared x4
@@ -63,8 +67,9 @@ def test_knn_exact_distances_same_class_only() -> None:
 def test_identical_points_give_exactly_zero() -> None:
     p = toy_protocol()
     rec = Reconstruction(images=p.private_train.x, labels=p.private_train.y, scores=torch.zeros(3))
-    out = KnnDistance().compute(rec, p, evaluator())
-    assert out == {"knn_dist": 0.0, "knn_pixel_dist": 0.0}
+    out = KnnDistance().compute(rec, ctx(p))
+    assert out["knn_dist"] == 0.0 and out["knn_pixel_dist"] == 0.0
+    assert out["img_knn_dist"].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_matches_brute_force() -> None:
@@ -77,25 +82,42 @@ def test_matches_brute_force() -> None:
     assert got.tolist() == pytest.approx(want, rel=1e-6)
 
 
+def test_nearest_same_class_returns_the_index_into_refs() -> None:
+    q = torch.tensor([[0.0, 0.0], [5.0, 5.0], [1.0, 1.0]])
+    refs = torch.tensor([[3.0, 4.0], [1.0, 1.0], [6.0, 8.0], [2.0, 2.0], [1.0, 1.0]])
+    ref_labels = torch.tensor([0, 1, 0, 1, 0])
+    dist, index = nearest_same_class(q, torch.tensor([0, 0, 1]), refs, ref_labels)
+    # class 0 refs: 0 (3,4), 2 (6,8), 4 (1,1); class 1 refs: 1 (1,1), 3 (2,2)
+    # (0,0) -> (1,1) at index 4: 2; (5,5) -> (3,4) at index 0: 4 + 1; (1,1) -> index 1: 0
+    assert dist.tolist() == pytest.approx([2.0, 5.0, 0.0])
+    assert index.tolist() == [4, 0, 1]
+    assert torch.equal(nearest_same_class_sq_dist(q, torch.tensor([0, 0, 1]), refs, ref_labels),
+                       dist)
+    # equally near references: the first one
+    ties = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])  # all at distance 1 from (0,0)
+    dist, index = nearest_same_class(q[:1], torch.tensor([0]), ties, torch.tensor([1, 0, 0]))
+    assert dist.tolist() == [1.0] and index.tolist() == [1]
+
+
 def test_class_without_training_images_is_an_error() -> None:
     rec = Reconstruction(images=points([[0, 0]]), labels=torch.tensor([2]), scores=torch.zeros(1))
     with pytest.raises(DataError, match="class 2 has no private training images"):
-        evaluate(rec, toy_protocol(), evaluator(), metrics=["knn"])
+        evaluate(rec, ctx(), metrics=["knn"])
 
 
 def test_private_features_memoised_and_cached(tmp_path) -> None:  # noqa: ANN001
     p = toy_protocol()
     rec = Reconstruction(images=points([[0, 1]]), labels=torch.tensor([0]), scores=torch.zeros(1))
     ev = evaluator(cache=Cache(tmp_path), cache_key="toy-evaluator")
-    first = KnnDistance().compute(rec, p, ev)
+    first = KnnDistance().compute(rec, ctx(p, ev))["knn_dist"]
     assert ev.model.seen == 3 + 1  # private train once, then the reconstruction
-    assert KnnDistance().compute(rec, p, ev) == first
+    assert KnnDistance().compute(rec, ctx(p, ev))["knn_dist"] == first
     assert ev.model.seen == 3 + 1 + 1  # memoised: only the reconstruction again
     # a fresh evaluator with the same cache key reads the stored features
     ev2 = evaluator(cache=Cache(tmp_path), cache_key="toy-evaluator")
-    assert KnnDistance().compute(rec, p, ev2) == first
+    assert KnnDistance().compute(rec, ctx(p, ev2))["knn_dist"] == first
     assert ev2.model.seen == 1
     # a different key is a different evaluator: computed again
     ev3 = evaluator(cache=Cache(tmp_path), cache_key="other")
-    KnnDistance().compute(rec, p, ev3)
+    KnnDistance().compute(rec, ctx(p, ev3))
     assert ev3.model.seen == 3 + 1
