@@ -7,7 +7,7 @@ import torch
 
 import invbench
 from invbench.errors import ConfigError
-from invbench.metrics import evaluate, train_evaluator
+from invbench.metrics import EvalContext, evaluate, train_evaluator
 
 
 def test_invert_mi_face_on_a_plain_module(digits_protocol, digits_target):
@@ -21,7 +21,7 @@ def test_invert_mi_face_on_a_plain_module(digits_protocol, digits_target):
     assert rec.images.shape == (5, 1, 8, 8) and rec.labels.tolist() == [0, 1, 2, 3, 4]
     assert 0 <= float(rec.images.min()) and float(rec.images.max()) <= 1
     ev = train_evaluator(p, epochs=5, seed=1)
-    scores = evaluate(rec, p, ev)
+    scores = evaluate(rec, EvalContext(protocol=p, standard=ev))
     assert scores["acc1"] >= 0.6  # chance is 0.2
 
 

@@ -10,6 +10,19 @@ import pytest
 
 from invbench.cli import main
 
+#: small evaluators and references: contracts and orderings, not the benchmark's quality
+FAST_YAML = (
+    "evaluator: {epochs: 8, robust: {epochs: 4}}\n"
+    "references: {per_class: 20, adversarial: {steps: 20}}\n"
+)
+
+
+def _fast_config(directory) -> str:
+    path = directory / "fast.yaml"
+    path.write_text(FAST_YAML)
+    return str(path)
+
+
 FAST = [
     "--epochs",
     "6",
@@ -41,7 +54,7 @@ def first_run(tmp_path_factory):
     buf = io.StringIO()
     t0 = time.perf_counter()
     with redirect_stdout(buf), redirect_stderr(io.StringIO()):
-        code = main(["run", "--json", "--out", str(out), *FAST])
+        code = main(["run", "--json", "--config", _fast_config(out), "--out", str(out), *FAST])
     return out, code, buf.getvalue(), time.perf_counter() - t0
 
 
@@ -65,25 +78,50 @@ def test_run_json_is_one_array_with_the_documented_fields(first_run):
             "seconds",
         ):
             assert key in r, key
-        for key in ("acc1", "acc5", "acc1_std", "knn_dist"):
-            assert 0 <= r["metrics"][key] < float("inf")
-        assert set(r["references"]) == {"private_test", "noise"}
+        issue_keys = ("acc1 acc5 acc1_std knn_dist feat_dist fid kid precision recall density "
+                      "coverage psnr ssim acc1_robust ensemble_acc1 agreement success success_lo "
+                      "success_hi n_fid acc1_resnet acc1_vit").split()
+        assert set(r["references"]) == {"private_test", "noise", "adversarial"}
+        for scores in (r["metrics"], *r["references"].values()):
+            for key in issue_keys:
+                assert key in scores, key
+                assert scores[key] is None or 0 <= scores[key] < float("inf") or key == "kid"
+        assert r["metrics"]["fid"] is None  # 10 images < 64 robust features: undefined
+        assert r["references"]["noise"]["fid"] is not None  # 100 images: defined
+        assert isinstance(r["warnings"], list) and r["status"] == "done"
         assert r["queries"] > 0
     by = {(r["defense"], r["attack"]): r for r in results}
     assert by[("none", "mi-face")]["target_accuracy"] > 0.9
-    # Real held-out images are recognised; uniform noise is not.
+    # Real held-out images are recognised and verified; uniform noise is not.
     ref = results[0]["references"]
     assert ref["private_test"]["acc1"] > 0.8 and ref["noise"]["acc1"] < ref["private_test"]["acc1"]
-    # The artifacts exist.
+    assert ref["private_test"]["success"] > 0.6 and ref["noise"]["success"] < 0.1
+    assert ref["noise"]["success_lo"] <= ref["noise"]["success"] <= ref["noise"]["success_hi"]
+    # The adversarial reference fools the standard evaluator more than noise does; the warning
+    # names every rate metric that it fools by more than 10 points.
     for r in results:
-        assert (out / "digits").exists()
+        adv, noise = r["references"]["adversarial"], r["references"]["noise"]
+        fooled = [k for k in ("acc1", "success") if adv[k] - noise[k] > 0.1]
+        for k in fooled:
+            assert any(w.startswith(f"{k} is fooled") for w in r["warnings"]), (k, r["warnings"])
+    # The artifacts exist, with the per-image decisions beside the images.
+    from safetensors.torch import load_file
+
+    for r in results:
         assert r["artifacts"]["grid"].endswith(".png")
+        stored = load_file(r["artifacts"]["reconstructions"])
+        n = stored["images"].shape[0]
+        for key in ("img_success", "img_robust_dist", "img_knn_dist", "img_vote_robust",
+                    "img_psnr", "img_nearest"):
+            assert stored[key].shape == (n,), key
 
 
 def test_second_run_resumes_from_the_store(first_run, capsys):
     out, _, stdout, seconds = first_run
     t0 = time.perf_counter()
-    code, out2, _ = _run(capsys, ["run", "--json", "--out", str(out), *FAST])
+    code, out2, _ = _run(
+        capsys, ["run", "--json", "--config", str(out / "fast.yaml"), "--out", str(out), *FAST]
+    )
     again = time.perf_counter() - t0
     assert code == 0
     a, b = json.loads(stdout), json.loads(out2)
@@ -102,6 +140,8 @@ def test_new_cell_reuses_cached_target_and_evaluator(first_run, capsys):
         [
             "run",
             "--json",
+            "--config",
+            str(out / "fast.yaml"),
             "--out",
             str(out),
             "--epochs",
@@ -140,6 +180,12 @@ def test_list(capsys):
         "mid",
         "accuracy",
         "knn",
+        "success",
+        "ensemble",
+        "fid",
+        "prdc",
+        "pixel",
+        "feat-dist",
     ):
         assert name in stdout
 
@@ -192,7 +238,8 @@ def test_yaml_config_with_flag_overrides(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "defenses: [none]\nattacks: [{mi-face: {steps: 5}}]\nper_label: 1\n"
-        "train: {epochs: 1, batch_size: 128}\nevaluator: {epochs: 1}\n"
+        "train: {epochs: 1, batch_size: 128}\nevaluator: {epochs: 1, robust: {epochs: 1}}\n"
+        "references: {per_class: 5, adversarial: {steps: 2}}\n"
         "protocol: {test_fraction: 0.3}\n"
     )
     out = tmp_path / "o"
@@ -211,16 +258,58 @@ def test_yaml_config_with_flag_overrides(tmp_path, capsys):
     assert r["attack_params"]["steps"] == 5
 
 
-def test_budget_exhaustion_is_recorded_as_failed_and_retried_later(tmp_path, capsys):
+def test_failed_cell_is_recorded_the_run_goes_on_and_exits_non_zero(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "evaluator: {epochs: 1, robust: {epochs: 1}}\n"
+        "references: {per_class: 5, adversarial: {steps: 2}}\n"
+    )
     out = tmp_path / "o"
-    argv = ["run", "--out", str(out), "--defense", "none", "--attack", "mi-face:steps=50",
-            "--per-label", "1", "--epochs", "1", "--budget", "100", "--quiet"]
+    argv = ["run", "--config", str(spec), "--out", str(out), "--defense", "none",
+            "--attack", "mi-face:steps=50", "--attack", "mi-face:steps=2",
+            "--per-label", "1", "--epochs", "1", "--budget", "100", "--quiet", "--json"]
     code, stdout, err = _run(capsys, argv)
-    assert code == 2 and "query budget of 100 exceeded" in err and stdout == ""
+    # the first cell runs out of queries (5 images x 50 steps > 100); the second still runs
+    assert code == 1 and "query budget of 100 exceeded" in err
+    first, second = json.loads(stdout)
+    assert first["status"] == "failed" and "query budget" in first["error"]
+    assert second["status"] == "done"
     with sqlite3.connect(out / "invbench.sqlite") as conn:
-        assert conn.execute("select status from runs").fetchall() == [("failed",)]
-    code, _, _ = _run(capsys, [*argv[:-3], "--budget", "1000", "--quiet"])
-    assert code == 0
+        assert sorted(conn.execute("select status from runs").fetchall()) == [
+            ("done",), ("failed",)
+        ]
+    code, stdout, _ = _run(capsys, [*argv[:-4], "--budget", "1000", "--quiet", "--json"])
+    assert code == 0  # with a larger budget the cell finishes (a new spec: both cells run)
+    assert [r["status"] for r in json.loads(stdout)] == ["done", "done"]
     with sqlite3.connect(out / "invbench.sqlite") as conn:
         statuses = sorted(r[0] for r in conn.execute("select status from runs"))
-    assert statuses == ["done", "failed"]
+    assert statuses == ["done", "done", "done", "failed"]
+
+
+def test_method_error_mid_run_is_a_failed_cell(tmp_path, capsys, monkeypatch):
+    from invbench.attacks.mi_face import MIFace
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("attack 'mi-face' produced NaN/Inf images")
+
+    monkeypatch.setattr(MIFace, "_invert", broken)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "evaluator: {epochs: 1, robust: {epochs: 1}}\n"
+        "references: {per_class: 5, adversarial: {steps: 2}}\n"
+    )
+    code, stdout, err = _run(capsys, ["run", "--config", str(spec), "--out", str(tmp_path / "o"),
+                                      "--defense", "none", "--attack", "mi-face", "--epochs",
+                                      "1", "--per-label", "1", "--quiet"])
+    assert code == 1 and "NaN/Inf" in err and "failed" in stdout
+
+
+def test_metrics_option_picks_table_columns(first_run, capsys):
+    out = first_run[0]
+    code, stdout, _ = _run(capsys, ["run", "--config", str(out / "fast.yaml"), "--out", str(out),
+                                    *FAST, "--metrics", "success,psnr,acc1_robust"])
+    assert code == 0
+    header = stdout.splitlines()[1]
+    assert "psnr" in header and "acc1_robust" in header and "KNN" not in header
+    code, _, err = _run(capsys, ["run", "--metrics", "nope", "--out", str(out)])
+    assert code == 2 and "unknown metric key 'nope'" in err

@@ -92,3 +92,40 @@ def test_bad_yaml(tmp_path, text, match):
     f.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_spec(f)
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"attacks": [{"gmi": 5}]}, "'gmi: 5' is not a method"),
+        ({"attacks": [7]}, "is not a method"),
+        ({"seed": 2**63}, "field 'seed'"),
+        ({"labels": [0, 2, 0]}, r"labels: \[0\] listed more than once"),
+        ({"attacks": ["gmi", "gmi:restarts=5"]}, "listed twice"),
+        ({"defenses": ["mid", "mid:beta=0.01"]}, "listed twice"),
+        ({"attacks": ["gmi:iterations=true"]}, "must be of type int"),
+        ({"per_label": True}, "field 'per_label'"),
+        ({"protocol": {"max_per_class": 1}}, "max_per_class"),
+        ({"evaluator": {"others": ["cnn-m"]}}, "is a target family"),
+        ({"evaluator": {"others": ["resnet"]}}, "used twice"),
+        ({"evaluator": {"others": []}}, "at least 3"),
+        ({"evaluator": {"robust": {"arch": "cnn-s"}}}, "evaluator.robust.arch"),
+        ({"references": {"per_class": 0}}, "per_class"),
+    ],
+)
+def test_spec_mends_are_one_line_errors(fields, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        make_spec(**fields)
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_bad_method_shape_is_one_line(tmp_path):
+    f = tmp_path / "spec.yaml"
+    f.write_text("attacks:\n  - gmi: 5\n")
+    with pytest.raises(ConfigError, match="'gmi: 5' is not a method"):
+        load_spec(f)
+
+
+def test_ensemble_families_in_order():
+    spec = make_spec(evaluator={"others": ["vit", "mlp"]})
+    assert spec.evaluator.families((1, 8, 8)) == ["resnet", "vit", "mlp", "dense"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 import pytest
 import torch
 
 from invbench.access import LEVELS, make_access
 from invbench.errors import AccessError
+from invbench.models.stochastic import is_stochastic, reseed
 from invbench.registry import ATTACKS, DATASETS, DEFENSES, METRICS
 
 # Small settings so the suite stays fast; an attack not listed runs with its defaults.
@@ -32,18 +34,29 @@ def test_attack_declares_access_paper_and_threat_model(name):
     assert cls.access in doc.lower() or cls.access.replace("-", " ") in doc.lower()
 
 
+@pytest.fixture(scope="module")
+def mid_target(digits_protocol):
+    """A MID target (beta 0.01, one sampled code per prediction): its predictions are random."""
+    from invbench.defenses import MID, TrainConfig
+
+    model = MID(beta=0.01).train(digits_protocol, config=TrainConfig(epochs=3), seed=0)
+    assert is_stochastic(model)
+    return model
+
+
+@pytest.mark.parametrize("target_kind", ["plain", "mid"])
 @pytest.mark.parametrize("name", ATTACKS.names())
-def test_attack_contract(name, digits_protocol, digits_target):
+def test_attack_contract(name, target_kind, request, digits_protocol):
     cls = ATTACKS.get(name)
     p = digits_protocol
+    target = request.getfixturevalue("digits_target" if target_kind == "plain" else "mid_target")
 
     def run(seed: int):
         atk = cls(**FAST.get(name, {}))
+        reseed(target, 0)  # as the runner does before each attack
         if atk.needs_public:
             atk.prepare(p.public, image_shape=p.image_shape, seed=0)
-        acc = make_access(
-            cls.access, digits_target, num_classes=p.num_classes, image_shape=p.image_shape
-        )
+        acc = make_access(cls.access, target, num_classes=p.num_classes, image_shape=p.image_shape)
         return atk.invert(acc, [0, 3], per_label=2, seed=seed)
 
     a, b = run(7), run(7)
@@ -51,11 +64,10 @@ def test_attack_contract(name, digits_protocol, digits_target):
     assert a.images.min() >= 0 and a.images.max() <= 1
     assert a.labels.tolist() == [0, 0, 3, 3] and a.scores.shape == (4,)
     assert torch.equal(a.images, b.images), "same seed, same reconstructions"
+    assert torch.equal(a.scores, b.scores), "same seed, same scores"
     weaker = LEVELS[LEVELS.index(cls.access) + 1 :]
     for level in weaker:
-        acc = make_access(
-            level, digits_target, num_classes=p.num_classes, image_shape=p.image_shape
-        )
+        acc = make_access(level, target, num_classes=p.num_classes, image_shape=p.image_shape)
         with pytest.raises(AccessError):
             cls(**FAST.get(name, {})).invert(acc, [0], per_label=1)
 
@@ -72,23 +84,53 @@ def test_defense_contract(name):
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("name", METRICS.names())
-def test_metric_contract(name, digits_protocol):
-    from invbench.attacks.base import Reconstruction
-    from invbench.metrics import Evaluator
+@pytest.fixture(scope="module")
+def toy_context(digits_protocol):
+    """An evaluation context of untrained evaluators (contracts, not quality)."""
+    from invbench.metrics import EvalContext, Evaluator
+    from invbench.metrics.references import split_holdout
+    from invbench.metrics.success import calibrate_thresholds
     from invbench.models import make_classifier
 
-    cls = METRICS.get(name)
-    assert _doc(cls)
-    torch.manual_seed(0)
     p = digits_protocol
-    model = make_classifier("mlp", image_shape=p.image_shape, num_classes=p.num_classes).eval()
-    ev = Evaluator(
-        model, arch="mlp", num_classes=p.num_classes, image_shape=p.image_shape, accuracy=0.0
-    )
-    rec = Reconstruction(p.private_test.x[:6], p.private_test.y[:6], torch.zeros(6))
-    out = cls().compute(rec, p, ev)
-    assert out and all(isinstance(v, float) and v == v for v in out.values())
+    evs = []
+    for i, (arch, name) in enumerate((("resnet", "resnet"), ("mlp", "mlp"), ("dense", "robust"))):
+        torch.manual_seed(i)
+        model = make_classifier(arch, image_shape=p.image_shape, num_classes=p.num_classes)
+        evs.append(Evaluator(model.eval(), arch=arch, num_classes=p.num_classes,
+                             image_shape=p.image_shape, accuracy=0.0, name=name))
+    ctx = EvalContext(protocol=p, standard=evs[0], robust=evs[2], extractor=evs[1],
+                      ensemble=tuple(evs))
+    calib, _ = split_holdout(p, seed=0)
+    ctx.thresholds = calibrate_thresholds(p.private_test.x[calib], p.private_test.y[calib], ctx,
+                                          num_classes=p.num_classes, quantile=0.95)
+    return ctx
+
+
+@pytest.mark.parametrize("name", METRICS.names())
+def test_metric_contract(name, digits_protocol, toy_context):
+    from fnmatch import fnmatchcase
+
+    from invbench.types import Reconstruction
+
+    cls = METRICS.get(name)
+    doc = _doc(cls)
+    assert any(str(y) in doc for y in range(1927, 2031)), "docstring names the paper's year"
+    assert cls.keys, "declares the score keys it returns"
+    p = digits_protocol
+    n = 70  # above the robust evaluator's 64 features, so FID is defined
+    rec = Reconstruction(p.private_test.x[:n], p.private_test.y[:n], torch.zeros(n))
+    out = cls().compute(rec, toy_context)
+    scores = {k: v for k, v in out.items() if not isinstance(v, torch.Tensor)}
+    per_image = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+    assert scores, "returns at least one score"
+    for k, v in scores.items():
+        assert any(fnmatchcase(k, pat) for pat in cls.keys), f"'{k}' is declared in keys"
+        assert v is None or (isinstance(v, float) and math.isfinite(v)), (k, v)
+    for k, v in per_image.items():
+        assert k.startswith("img_") and v.shape == (n,), k
+    for pat in cls.keys:
+        assert any(fnmatchcase(k, pat) for k in scores), f"declared '{pat}' is returned"
 
 
 @pytest.mark.parametrize("name", DATASETS.names())

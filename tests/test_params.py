@@ -46,5 +46,11 @@ def test_unknown_parameter_lists_the_allowed_ones():
         _Thing(stepz=3)
 
 
-def test_string_values_from_the_cli_are_coerced():
-    assert _Thing(steps="7", lr="0.5").get_params()["steps"] == 7
+def test_types_are_strict_no_silent_coercion():
+    # the CLI and YAML hand over typed values (yaml scalars); a string or a bool where a number
+    # is declared is a mistake, not a 7 or a 1
+    with pytest.raises(ConfigError, match="The 'steps' parameter of method '?.*must be of type"):
+        _Thing(steps="7")
+    with pytest.raises(ConfigError, match="must be of type int"):
+        _Thing(steps=True)
+    assert _Thing(lr=1).get_params()["lr"] == 1.0  # an int where a float is declared is fine

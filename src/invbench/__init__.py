@@ -55,6 +55,7 @@ def invert(
     from invbench.access import WhiteBox
     from invbench.config import check_device
     from invbench.errors import ConfigError
+    from invbench.models.stochastic import reseed
     from invbench.registry import ATTACKS
 
     cls = ATTACKS.get(attack)
@@ -82,6 +83,7 @@ def invert(
             )
         access = WhiteBox(model, num_classes=int(out.shape[1]), image_shape=shape)  # type: ignore[arg-type]
         torch.manual_seed(seed)
+        reseed(model, seed)  # a model that samples at prediction time (MID) samples reproducibly
         return atk.invert(access, labels, per_label, seed=seed, quiet=quiet)
     finally:
         model.train(was_training)

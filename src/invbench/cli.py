@@ -59,15 +59,26 @@ def run(
         typer.Option(help="Dataset class id the attacker may use; repeatable. Default: the rest."),
     ] = None,
     per_label: Annotated[int | None, typer.Option(help="Reconstructions per label.")] = None,
+    max_per_class: Annotated[
+        int | None, typer.Option(help="Cap on images per class (drawn with the seed).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Target training epochs.")] = None,
     budget: Annotated[int | None, typer.Option(help="Query budget per attack run.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (store, cache, grids).")] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Table columns, comma-separated metric keys (default: "
+                     "success,acc1,knn_dist,fid); --json always has every key."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
 ) -> None:
-    """Run the benchmark: every defense against every attack (default: digits, seed 0)."""
+    """Run the benchmark: every defense against every attack (default: digits, seed 0).
+
+    Exits 1 when a cell failed (it is stored as failed with its message; the others ran).
+    """
     from invbench.bench.runner import run_benchmark
     from invbench.config import load_spec, make_spec, parse_method
 
@@ -81,8 +92,9 @@ def run(
         "protocol": {
             "private_classes": list(private_class) if private_class else None,
             "public_classes": list(public_class) if public_class else None,
+            "max_per_class": max_per_class,
         }
-        if private_class or public_class
+        if private_class or public_class or max_per_class is not None
         else None,
         "per_label": per_label,
         "budget": budget,
@@ -108,18 +120,48 @@ def run(
         spec = make_spec(**merged)
     else:
         spec = make_spec(**fields)
-    results = run_benchmark(spec, quiet=quiet or as_json)
+    columns = _metric_columns(metrics)
+    results = run_benchmark(spec, quiet=quiet)
+    failed = [r for r in results if r.get("status") == "failed"]
     if as_json:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
-        return
-    from invbench.report.tables import results_table
+    else:
+        from invbench.report.tables import result_warnings, results_table
 
-    _out.print(results_table(results))
-    for r in results:
-        grid = r.get("artifacts", {}).get("grid")
-        if grid:
-            _out.print(f"{r['defense']} x {r['attack']}: {grid}", highlight=False)
-    _out.print(f"store: {spec.out / 'invbench.sqlite'}", highlight=False)
+        _out.print(results_table(results, metrics=columns))
+        for w in result_warnings(results):
+            _out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        for r in results:
+            grid = (r.get("artifacts") or {}).get("grid")
+            if grid:
+                _out.print(f"{r['defense']} x {r['attack']}: {grid}", highlight=False)
+        _out.print(f"store: {spec.out / 'invbench.sqlite'}", highlight=False)
+    if failed:
+        for r in failed:
+            sys.stderr.write(
+                f"invbench: {r.get('defense_label')} x {r.get('attack_label')} failed: "
+                f"{r.get('error')}\n"
+            )
+        raise typer.Exit(1)
+
+
+def _metric_columns(text: str | None) -> list[str] | None:
+    """``--metrics success,acc1`` -> the keys, each checked against what the metrics return."""
+    from invbench.errors import ConfigError
+    from invbench.metrics.base import known_keys
+
+    if text is None:
+        return None
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    if not cols:
+        raise ConfigError("--metrics: give at least one metric key (e.g. success,acc1)")
+    known = known_keys()
+    for c in cols:
+        if c not in known and not c.startswith("acc1_"):
+            raise ConfigError(
+                f"--metrics: unknown metric key '{c}'; choose from: {', '.join(sorted(known))}"
+            )
+    return cols
 
 
 @app.command("list")
@@ -142,6 +184,8 @@ def list_methods(
         table.add_column("what")
         for name, obj in reg.items():
             extra = f" [{obj.access}]" if title == "attacks" else ""
+            if title == "metrics" and getattr(obj, "keys", ()):
+                extra = f" -> {', '.join(obj.keys)}"
             table.add_row(name, summary(obj) + extra)
             if params and hasattr(obj, "describe_params"):
                 for pname, ptype, default, desc in obj.describe_params():
@@ -184,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the app and turns user errors into one line + exit 2."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="invbench", standalone_mode=False)
+        code = command.main(args=argv, prog_name="invbench", standalone_mode=False)
     except InvbenchError as exc:
         sys.stderr.write(f"invbench: error: {exc}\n")
         return 2
@@ -196,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
-    return 0
+    # click returns a command's typer.Exit code instead of raising it without standalone mode
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

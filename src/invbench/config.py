@@ -5,11 +5,12 @@ each of their parameters, device — before any work starts or anything is writt
 :class:`~invbench.errors.ConfigError` with one line naming the field, the bad value and what
 is allowed.
 
-Example YAML (every key optional)::
+Example YAML (every key optional; ``examples/`` has commented specs)::
 
     dataset: digits          # see `invbench list`
     seed: 0
     per_label: 5             # reconstructions per attacked class
+    protocol: {max_per_class: 1000}
     defenses:                # each: a name, or {name: params}
       - none
       - mid: {beta: 0.01}
@@ -17,18 +18,28 @@ Example YAML (every key optional)::
       - mi-face: {steps: 300}
       - gmi
     train: {epochs: 30}      # how targets are trained
-    evaluator: {epochs: 40}  # the independent evaluation model
+    evaluator: {epochs: 40}  # the independent evaluation models
+    references: {per_class: 100}
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from invbench.defenses.base import TrainConfig
 from invbench.errors import ConfigError
@@ -60,18 +71,82 @@ class ProtocolSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    private_classes: list[int] | None = Field(None, description="default: first half of classes")
-    public_classes: list[int] | None = Field(None, description="default: the other classes")
+    private_classes: list[StrictInt] | None = Field(
+        None, description="default: first half of classes"
+    )
+    public_classes: list[StrictInt] | None = Field(None, description="default: the other classes")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="private held-out fraction")
+    max_per_class: StrictInt | None = Field(
+        None, ge=2, description="cap on images per class, drawn with the seed (default: all)"
+    )
 
 
-class EvaluatorSpec(BaseModel):
-    """The independent evaluation model."""
+class RobustSpec(BaseModel):
+    """The adversarially trained evaluator (its features judge FID, PRDC and ``success``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    arch: str | None = Field(None, description="default: a different family from the target")
-    epochs: int = Field(40, ge=1, description="training epochs")
+    arch: str = Field("dense", description="evaluator family of the robust evaluator")
+    epochs: StrictInt = Field(10, ge=1, description="adversarial training epochs")
+    method: Literal["pgd", "fgsm-rs"] | None = Field(
+        None, description="adversarial training (default: per resolution, see adversarial.py)"
+    )
+    eps: float | None = Field(
+        None, gt=0, le=1, description="L-inf radius (default 0.1 up to 32 px)"
+    )
+    steps: StrictInt | None = Field(None, ge=1, description="PGD steps (default per resolution)")
+
+    @model_validator(mode="after")
+    def _fgsm_is_one_step(self) -> RobustSpec:
+        if self.method == "fgsm-rs" and self.steps not in (None, 1):
+            raise ValueError(f"robust.method 'fgsm-rs' takes one step, got steps={self.steps}")
+        return self
+
+
+class EvaluatorSpec(BaseModel):
+    """The independent evaluation models: standard, other families, robust."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: str | None = Field(None, description="standard evaluator (default: resnet)")
+    epochs: StrictInt = Field(40, ge=1, description="training epochs of each standard evaluator")
+    others: list[str] = Field(
+        default_factory=lambda: ["vit"],
+        description="more evaluator families for the ensemble; the first is feat_dist's extractor",
+    )
+    robust: RobustSpec = Field(default_factory=RobustSpec)
+    tta: StrictBool = Field(True, description="ensemble votes average small shifts")
+    quantile: float = Field(
+        0.95, gt=0, lt=1, description="success threshold: this quantile of held-out distances"
+    )
+
+    def families(self, image_shape: tuple[int, int, int]) -> list[str]:
+        """The ensemble's architectures in order: standard, others, robust."""
+        from invbench.models import evaluator_arch
+
+        return [self.arch or evaluator_arch(image_shape), *self.others, self.robust.arch]
+
+
+class AdversarialRefSpec(BaseModel):
+    """The adversarial reference: public images pushed toward each class on the target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    eps: float = Field(0.1, gt=0, le=1, description="L-inf radius")
+    steps: StrictInt = Field(100, ge=1, description="PGD steps")
+    step_size: float = Field(0.01, gt=0, description="PGD step")
+    eot: StrictInt = Field(
+        8, ge=1, description="gradient samples averaged against a stochastic target (EOT)"
+    )
+
+
+class ReferenceSpec(BaseModel):
+    """The three references every result is reported next to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_class: StrictInt = Field(100, ge=1, le=10000, description="images per attacked class")
+    adversarial: AdversarialRefSpec = Field(default_factory=AdversarialRefSpec)
 
 
 class RunSpec(BaseModel):
@@ -81,7 +156,7 @@ class RunSpec(BaseModel):
 
     dataset: str = "digits"
     data_dir: Path | None = None
-    resolution: int | None = Field(None, ge=4, le=512)
+    resolution: StrictInt | None = Field(None, ge=4, le=512)
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluator: EvaluatorSpec = Field(default_factory=EvaluatorSpec)
@@ -91,10 +166,13 @@ class RunSpec(BaseModel):
     attacks: list[MethodSpec] = Field(
         default_factory=lambda: [MethodSpec(name="mi-face"), MethodSpec(name="gmi")]
     )
-    labels: list[int] | None = Field(None, description="target labels to attack (default: all)")
-    per_label: int = Field(5, ge=1, le=1000)
-    budget: int | None = Field(None, ge=1, description="query budget per attack run")
-    seed: int = Field(0, ge=0)
+    references: ReferenceSpec = Field(default_factory=ReferenceSpec)
+    labels: list[StrictInt] | None = Field(
+        None, description="target labels to attack (default: all)"
+    )
+    per_label: StrictInt = Field(5, ge=1, le=1000)
+    budget: StrictInt | None = Field(None, ge=1, description="query budget per attack run")
+    seed: StrictInt = Field(0, ge=0, le=2**63 - 1)
     device: str = "cpu"
     out: Path = Path("runs")
 
@@ -107,12 +185,22 @@ class RunSpec(BaseModel):
 
 
 def _coerce_method(item: Any) -> Any:
+    """A list entry of ``defenses``/``attacks``: ``name``, ``{name: {params}}`` or a MethodSpec."""
     if isinstance(item, str):
         return parse_method(item)
     if isinstance(item, dict) and len(item) == 1 and "name" not in item:
         ((name, params),) = item.items()
+        if params is not None and not isinstance(params, dict):
+            raise ValueError(
+                f"'{name}: {params!r}' is not a method; write '{name}' or "
+                f"'{name}: {{key: value}}' (e.g. 'gmi: {{iterations: 300}}')"
+            )
         return MethodSpec(name=str(name), params=dict(params or {}))
-    return item
+    if isinstance(item, (MethodSpec, dict)):
+        return item
+    raise ValueError(
+        f"{item!r} is not a method; write a name or 'name: {{key: value}}'"
+    )
 
 
 def _scalar(text: str) -> Any:
@@ -153,7 +241,10 @@ def _pydantic_message(exc: ValidationError, *, where: str) -> str:
     got = err.get("input")
     if err.get("type") == "extra_forbidden":
         return f"{where}: unknown field '{loc}'"
-    return f"{where}: field '{loc}': {msg.lower()}; got {got!r}"
+    msg = msg.lower().removeprefix("value error, ")
+    if err.get("type") == "value_error":
+        return f"{where}: field '{loc}': {msg}"
+    return f"{where}: field '{loc}': {msg}; got {got!r}"
 
 
 def check_device(device: str) -> torch.device:
@@ -194,18 +285,54 @@ def validate_spec(spec: RunSpec) -> RunSpec:
     if not spec.attacks:
         raise ConfigError("attacks: give at least one attack")
     for kind, methods in (("defense", spec.defenses), ("attack", spec.attacks)):
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for m in methods:
-            build_method(kind, m)
-            if m.label in seen:
-                raise ConfigError(f"{kind} '{m.label}' is listed twice")
-            seen.add(m.label)
-    if spec.labels is not None and (not spec.labels or min(spec.labels) < 0):
-        raise ConfigError("labels: give non-negative target labels (e.g. 0 1 2)")
+            built = build_method(kind, m)
+            resolved = repr(built)  # name and every parameter, defaults filled in
+            if resolved in seen:
+                raise ConfigError(
+                    f"{kind} '{m.label}' is listed twice (same as '{seen[resolved]}')"
+                )
+            seen[resolved] = m.label
+    if spec.labels is not None:
+        if not spec.labels or min(spec.labels) < 0:
+            raise ConfigError("labels: give non-negative target labels (e.g. 0 1 2)")
+        dup = sorted({v for v in spec.labels if spec.labels.count(v) > 1})
+        if dup:
+            raise ConfigError(f"labels: {dup} listed more than once; give each label once")
+    _check_evaluators(spec.evaluator)
     check_device(spec.device)
     if spec.out.exists() and not spec.out.is_dir():
         raise ConfigError(f"out '{spec.out}' exists and is not a directory")
     return spec
+
+
+def _check_evaluators(ev: EvaluatorSpec) -> None:
+    """Evaluator families exist, are not target families, and differ from each other."""
+    from invbench.models import EVALUATOR_ARCHS, TARGET_ARCHS
+
+    names = [("evaluator.arch", ev.arch)] if ev.arch is not None else []
+    names += [(f"evaluator.others[{i}]", a) for i, a in enumerate(ev.others)]
+    names.append(("evaluator.robust.arch", ev.robust.arch))
+    for field, arch in names:
+        if arch not in EVALUATOR_ARCHS:
+            why = "is a target family" if arch in TARGET_ARCHS else "is not an evaluator family"
+            raise ConfigError(
+                f"{field}: '{arch}' {why}; evaluators must differ from targets, choose one "
+                f"of: {', '.join(EVALUATOR_ARCHS)}"
+            )
+    families = [ev.arch or "resnet", *ev.others, ev.robust.arch]
+    dup = sorted({a for a in families if families.count(a) > 1})
+    if dup:
+        raise ConfigError(
+            f"evaluator: family {dup} used twice (standard {families[0]!r}, others "
+            f"{ev.others}, robust {ev.robust.arch!r}); the ensemble needs different families"
+        )
+    if len(families) < 3:
+        raise ConfigError(
+            f"evaluator: the ensemble has {len(families)} families {families}; it needs at "
+            "least 3 (standard, one in 'others', robust)"
+        )
 
 
 def make_spec(**fields: Any) -> RunSpec:

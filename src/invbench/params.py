@@ -18,9 +18,13 @@ from invbench.errors import ConfigError
 
 
 class Params(BaseModel):
-    """Base for hyperparameter declarations (frozen, unknown keys refused)."""
+    """Base for hyperparameter declarations (frozen, unknown keys refused, strict types).
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    Strict: ``iterations=true`` or ``beta="0.1"`` is an error, not a silent 1 or 0.1 (an int
+    is still accepted where a float is declared).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
 _CONSTRAINT_WORDS = {

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from invbench.attacks.base import Reconstruction
 from invbench.data.protocol import Protocol, Split
 from invbench.errors import ConfigError, DataError
-from invbench.metrics import Evaluator, Metric, evaluate
+from invbench.metrics import EvalContext, Evaluator, Metric, evaluate
 from invbench.metrics.accuracy import AttackAccuracy, per_class_mean_std
 from invbench.registry import METRICS
+from invbench.types import Reconstruction
 
 
 class PixelLogits(nn.Module):
@@ -41,6 +41,10 @@ def stub_evaluator(k: int) -> Evaluator:
                      accuracy=1.0)
 
 
+def _ctx(k: int, evaluator: Evaluator) -> EvalContext:
+    return EvalContext(protocol=toy_protocol(k), standard=evaluator)
+
+
 def recon(rows: list[list[float]], labels: list[int]) -> Reconstruction:
     images = torch.tensor(rows, dtype=torch.float32)[:, None, None, :]
     return Reconstruction(images=images, labels=torch.tensor(labels),
@@ -60,7 +64,7 @@ ROWS = [
 
 def test_accuracy_exact_per_class_mean_and_std() -> None:
     rec = recon([r for r, _ in ROWS], [c for _, c in ROWS])
-    out = evaluate(rec, toy_protocol(6), stub_evaluator(6), metrics=["accuracy"])
+    out = evaluate(rec, _ctx(6, stub_evaluator(6)), metrics=["accuracy"])
     assert set(out) == {"acc1", "acc5", "acc1_std", "acc5_std"}
     # per class top-1: [1/2, 1/3, 1]; top-5: [1/2, 1, 1]; population std over classes
     assert out["acc1"] == pytest.approx(11 / 18)
@@ -72,7 +76,10 @@ def test_accuracy_exact_per_class_mean_and_std() -> None:
 
 def test_top_k_is_capped_by_num_classes() -> None:
     rows = [[0.9, 0.5, 0.1], [0.9, 0.5, 0.1], [0.1, 0.9, 0.5]]
-    out = AttackAccuracy().compute(recon(rows, [2, 0, 1]), toy_protocol(3), stub_evaluator(3))
+    out = AttackAccuracy().compute(
+        recon(rows, [2, 0, 1]), _ctx(3, stub_evaluator(3))
+    )
+    assert out.pop("img_pred_pixel").tolist() == [0, 0, 1]  # the evaluator's label per image
     assert out == {"acc1": pytest.approx(2 / 3), "acc5": 1.0, "acc1_std": pytest.approx(
         math.sqrt(2) / 3), "acc5_std": 0.0}
 
@@ -86,7 +93,7 @@ def test_registered_and_default_runs_all() -> None:
     assert {"accuracy", "knn"} <= set(METRICS.names())
     assert issubclass(METRICS.get("accuracy"), Metric)
     rec = recon([r for r, _ in ROWS], [c for _, c in ROWS])
-    out = evaluate(rec, toy_protocol(6), stub_evaluator(6))
+    out = evaluate(rec, _ctx(6, stub_evaluator(6)))
     assert {"acc1", "acc5", "acc1_std", "acc5_std", "knn_dist", "knn_pixel_dist"} <= set(out)
     assert all(math.isfinite(v) for v in out.values())
 
@@ -107,7 +114,7 @@ def test_registered_and_default_runs_all() -> None:
 def test_bad_reconstructions_raise_data_error(images: Tensor, labels: Tensor, match: str) -> None:
     rec = Reconstruction(images=images, labels=labels, scores=torch.zeros(len(labels)))
     with pytest.raises(DataError, match=match):
-        evaluate(rec, toy_protocol(6), stub_evaluator(6), metrics=["accuracy"])
+        evaluate(rec, _ctx(6, stub_evaluator(6)), metrics=["accuracy"])
 
 
 def test_evaluator_for_another_protocol_is_refused() -> None:
@@ -115,19 +122,19 @@ def test_evaluator_for_another_protocol_is_refused() -> None:
     wrong = Evaluator(PixelLogits(), arch="pixel", num_classes=5, image_shape=(1, 1, 6),
                       accuracy=1.0)
     with pytest.raises(DataError, match="evaluator has 5 outputs"):
-        evaluate(rec, toy_protocol(6), wrong)
+        evaluate(rec, _ctx(6, wrong))
 
 
 def test_non_finite_result_and_unknown_metric() -> None:
     class Broken(Metric):
-        def compute(self, recon, protocol, evaluator):  # noqa: ANN001, ANN202
+        def compute(self, recon, ctx):  # noqa: ANN001, ANN202
             return {"broken": float("nan")}
 
     rec = recon([r for r, _ in ROWS], [c for _, c in ROWS])
     with pytest.raises(DataError, match="broken=nan"):
-        evaluate(rec, toy_protocol(6), stub_evaluator(6), metrics=[Broken()])
+        evaluate(rec, _ctx(6, stub_evaluator(6)), metrics=[Broken()])
     with pytest.raises(ConfigError, match="unknown metric 'nope'"):
-        evaluate(rec, toy_protocol(6), stub_evaluator(6), metrics=["nope"])
+        evaluate(rec, _ctx(6, stub_evaluator(6)), metrics=["nope"])
 
 
 def test_evaluator_needs_features() -> None:

@@ -29,11 +29,15 @@ RESULT = {
     "attack_params": {"steps": 500},
     "seed": 0,
     "target_accuracy": 0.9712,
-    "metrics": {"acc1": 0.625, "acc5": 0.9, "acc1_std": 0.031, "acc5_std": 0.02, "knn_dist": 3.5},
+    "status": "done",
+    "metrics": {"acc1": 0.625, "acc5": 0.9, "acc1_std": 0.031, "acc5_std": 0.02, "knn_dist": 3.5,
+                "success": 0.4, "success_lo": 0.25, "success_hi": 0.6, "fid": None},
     "references": {
-        "private_test": {"acc1": 0.99, "acc5": 1.0, "knn_dist": 1.25},
-        "noise": {"acc1": 0.2, "acc5": 1.0, "knn_dist": 9.75},
+        "private_test": {"acc1": 0.99, "acc5": 1.0, "knn_dist": 1.25, "success": 0.9},
+        "noise": {"acc1": 0.2, "acc5": 1.0, "knn_dist": 9.75, "success": 0.0},
+        "adversarial": {"acc1": 0.8, "success": 0.05},
     },
+    "warnings": ["acc1 is fooled: adversarial noise scores 0.80 against 0.20 for uniform noise"],
     "queries": 12500,
     "seconds": 4.26,
 }
@@ -43,13 +47,18 @@ def test_results_table_formats_every_column() -> None:
     plain = {**RESULT, "defense": "none", "defense_params": {}, "metrics": {"acc1": 0.8}}
     text = _render(results_table([RESULT, plain], title="digits"))
     for expected in ("mid(beta=0.01)", "mi-face(steps=500)", "97.1%", "62.5 ± 3.1%",
-                     "90.0 ± 2.0%", "3.50", "99.0%", "1.25", "20.0%", "9.75", "12,500", "4.3",
+                     "40% [25-60]", "3.50", "90.0%", "0.0%", "5.0%", "12,500", "4.3",
                      "none", "80.0%", "digits"):
         assert expected in text, expected
     headers = [c.header for c in results_table([RESULT]).columns]
-    assert headers == ["defense", "attack", "target acc", "acc1", "acc5", "KNN dist",
-                       "real acc1", "real KNN", "noise acc1", "noise KNN", "queries",
+    assert headers == ["defense", "attack", "target acc", "success", "acc1", "KNN dist", "FID",
+                       "real success", "noise success", "adv success", "warn", "queries",
                        "seconds"]  # one dataset, one seed: no dataset/seed columns
+    picked = [c.header for c in results_table([RESULT], metrics=["acc5", "kid"]).columns]
+    assert picked[3:5] == ["acc5", "KID"]
+    failed = {"status": "failed", "defense": "none", "attack": "gmi", "error": "boom",
+              "seconds": 1.0}
+    assert "failed" in _render(results_table([failed]))
     # missing values print as "-", never as a number
     row_plain = [line for line in text.splitlines() if "none" in line][0]
     assert "-" in row_plain and "nan" not in text.lower()

@@ -33,6 +33,13 @@ class Attack(Configurable):
     #: True when :meth:`prepare` must see public data (GAN priors and the like).
     needs_public: ClassVar[bool] = False
 
+    def check(self, *, image_shape: tuple[int, int, int]) -> None:
+        """Raise a one-line :class:`ConfigError` if the attack cannot run on ``image_shape``.
+
+        Called by the runner before any work (default: every shape is fine). An attack whose
+        prior supports only some resolutions (a GAN) overrides it.
+        """
+
     def prepare(
         self,
         public: Split,

@@ -136,6 +136,13 @@ class GMI(Attack):
         #: what the prepared prior was trained from (its cache key parts), for audits
         self.prior_parts_: dict[str, object] | None = None
 
+    def check(self, *, image_shape: tuple[int, int, int]) -> None:
+        """Refuse image shapes the GAN prior cannot make (see ``models.SUPPORTED_HEIGHTS``)."""
+        from invbench.models import make_gan
+
+        with torch.random.fork_rng(devices=[]):
+            make_gan(tuple(image_shape), latent_dim=self.params.latent_dim)  # type: ignore[arg-type]
+
     def cache_parts(self) -> dict[str, object]:
         """The hyperparameters that determine the GAN prior (not the latent search)."""
         values = self.get_params()

@@ -1,10 +1,17 @@
 """The benchmark runner: spec -> protocol -> targets -> attacks -> metrics -> store.
 
-The one place attacks and defenses meet. For every (defense, attack) cell it trains (or loads
-from the cache) the defended target, hands the attack exactly the access object its threat
-model declares, evaluates the reconstructions with the independent evaluator next to the two
-references (held-out private images; uniform noise), and records the finished run in the
-store in one transaction. A cell whose resolved spec is already in the store is not re-run.
+The one place attacks and defenses meet. The whole spec is checked against the protocol first
+(every target, evaluator and attack is built for the protocol's image shape) and only then is
+the store opened. For every (defense, attack) cell it trains (or loads from the cache) the
+defended target, hands the attack exactly the access object its threat model declares,
+judges the reconstructions with the evaluation context (standard, robust and ensemble
+evaluators; calibrated ``success``) next to the three references (held-out private images;
+uniform noise; adversarial noise made on this target), flags every rate metric the
+adversarial reference fools, and records the finished cell in the store in one transaction.
+
+A cell whose resolved spec is already in the store is not re-run. A cell that fails (query
+budget exhausted, NaN images, any error of the method) is stored as ``failed`` with its message
+and the run goes on; :func:`run_benchmark`'s caller exits non-zero at the end.
 """
 
 from __future__ import annotations
@@ -16,31 +23,39 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
-from torch import nn
+from torch import Tensor, nn
 
 from invbench import __version__
+from invbench._io import atomic_path
 from invbench.access import make_access
 from invbench.attacks.base import Attack
-from invbench.types import Reconstruction
-from invbench.bench.cache import Cache, atomic_path
+from invbench.bench.cache import Cache
 from invbench.bench.store import Store, spec_hash, versions
 from invbench.config import RunSpec, build_method, check_device
 from invbench.data import load_protocol
 from invbench.data.protocol import Protocol
 from invbench.defenses.base import Defense
-from invbench.errors import ConfigError, QueryBudgetExceeded
-from invbench.metrics import (
-    Evaluator,
-    evaluate,
-    reference_reconstructions,
-    target_accuracy,
-    train_evaluator,
+from invbench.errors import ConfigError, InvbenchError
+from invbench.metrics import EvalContext, Judgement, judge, target_accuracy
+from invbench.metrics.base import is_rate
+from invbench.metrics.judges import build_judges
+from invbench.metrics.references import (
+    REFERENCES,
+    adversarial_reference,
+    noise_reference,
+    private_test_reference,
+    split_holdout,
 )
+from invbench.models.stochastic import reseed
 from invbench.progress import log
 from invbench.report.grids import save_comparison_grid
+from invbench.types import Reconstruction
 
 #: Bumped when the meaning of a stored result changes, so old rows are not reused.
-RESULT_VERSION = 1
+RESULT_VERSION = 2
+
+#: a rate metric scoring the adversarial reference this much above noise is being fooled
+FOOLED_MARGIN = 0.10
 
 
 @dataclass
@@ -53,9 +68,11 @@ class RunContext:
     cache: Cache
     store: Store
     quiet: bool
-    evaluator: Evaluator | None = None
+    judges: EvalContext | None = None
+    ref_index: Tensor | None = None
     targets: dict[str, tuple[nn.Module, float]] = field(default_factory=dict)
-    references: dict[str, dict[str, float]] | None = None
+    references: dict[str, dict[str, Judgement]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _labels(spec: RunSpec, protocol: Protocol) -> list[int]:
@@ -68,6 +85,10 @@ def _labels(spec: RunSpec, protocol: Protocol) -> list[int]:
     return labels
 
 
+def _target_label(defense: Defense) -> str:
+    return f"{defense.name}:{sorted(defense.get_params().items())}"
+
+
 def cell_spec(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any]:
     """The resolved spec of one (defense, attack) cell: everything its numbers depend on."""
     s = ctx.spec
@@ -78,6 +99,7 @@ def cell_spec(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, An
         "resolution": s.resolution,
         "train": s.train.model_dump(),
         "evaluator": s.evaluator.model_dump(),
+        "references": s.references.model_dump(),
         "defense": defense.name,
         "defense_params": defense.get_params(),
         "attack": attack.name,
@@ -99,12 +121,50 @@ def method_label(method: Defense | Attack) -> str:
     return f"{method.name}(" + ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) + ")"
 
 
+def check_against_protocol(
+    spec: RunSpec, protocol: Protocol, defenses: list[Defense], attacks: list[Attack]
+) -> None:
+    """Build every target, evaluator and attack for the protocol's image shape, or raise.
+
+    Runs before the store is opened, so a spec that cannot run writes nothing: a GAN resolution
+    an attack does not support, an evaluator architecture that does not fit the images, too few
+    held-out images to calibrate ``success``, labels out of range.
+    """
+    from invbench.models import make_classifier
+
+    _labels(spec, protocol)
+    shape, k = protocol.image_shape, protocol.num_classes
+    for d in defenses:
+        try:
+            d.build(arch=spec.train.arch, image_shape=shape, num_classes=k)
+        except InvbenchError as exc:
+            raise ConfigError(f"defense '{d.name}' on {protocol.dataset} {shape}: {exc}") from None
+    for arch in spec.evaluator.families(shape):
+        try:
+            make_classifier(arch, image_shape=shape, num_classes=k)
+        except InvbenchError as exc:
+            raise ConfigError(f"evaluator '{arch}' on {protocol.dataset} {shape}: {exc}") from None
+    for a in attacks:
+        try:
+            a.check(image_shape=shape)
+        except InvbenchError as exc:
+            raise ConfigError(f"attack '{a.name}' on {protocol.dataset} {shape}: {exc}") from None
+    split_holdout(protocol, seed=spec.seed)
+
+
+def _timed(ctx: RunContext, key: str, t0: float) -> float:
+    dt = round(time.perf_counter() - t0, 3)
+    ctx.timings[key] = round(ctx.timings.get(key, 0.0) + dt, 3)
+    return dt
+
+
 def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
     """The trained target for ``defense`` (from the content-addressed cache when possible)."""
-    label = f"{defense.name}:{sorted(defense.get_params().items())}"
+    label = _target_label(defense)
     if label in ctx.targets:
         return ctx.targets[label]
     s = ctx.spec
+    t0 = time.perf_counter()
     torch.manual_seed(s.seed)  # the same initial weights as Defense.train(seed=s.seed)
     model = defense.build(
         arch=s.train.arch,
@@ -127,48 +187,100 @@ def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
 
     _meta, hit = ctx.cache.get_or_create("target", parts, {"model": model}, create)
     model = model.to(ctx.device).eval()
-    torch.manual_seed(s.seed)
+    reseed(model, s.seed)
     acc = target_accuracy(model, ctx.protocol.private_test, device=ctx.device)
+    dt = _timed(ctx, f"target {method_label(defense)}", t0)
     log(
-        f"target [bold]{defense.name}[/] {'(cached) ' if hit else ''}"
-        f"private-test accuracy {acc:.1%}",
+        f"target [bold]{method_label(defense)}[/] {'(cached) ' if hit else ''}"
+        f"private-test accuracy {acc:.1%} [dim]{dt:.0f} s[/]",
         quiet=ctx.quiet,
     )
     ctx.targets[label] = (model, acc)
     return model, acc
 
 
-def _evaluator(ctx: RunContext) -> Evaluator:
-    if ctx.evaluator is None:
-        e = ctx.spec.evaluator
-        ctx.evaluator = train_evaluator(
+def _judges(ctx: RunContext) -> EvalContext:
+    if ctx.judges is None:
+        ctx.judges, ctx.ref_index = build_judges(
             ctx.protocol,
-            arch=e.arch,
+            ctx.spec.evaluator,
             seed=ctx.spec.seed,
-            epochs=e.epochs,
             device=ctx.device,
             cache=ctx.cache,
             quiet=ctx.quiet,
+            timings=ctx.timings,
         )
-        log(
-            f"evaluator [bold]{ctx.evaluator.arch}[/] private-test accuracy "
-            f"{ctx.evaluator.accuracy:.1%}",
-            quiet=ctx.quiet,
+    return ctx.judges
+
+
+def _references(ctx: RunContext, defense: Defense, model: nn.Module) -> dict[str, Judgement]:
+    """The three references for this target, judged (private_test and noise are shared)."""
+    label = _target_label(defense)
+    if label in ctx.references:
+        return ctx.references[label]
+    judges = _judges(ctx)
+    s, p = ctx.spec, ctx.protocol
+    labels = _labels(s, p)
+    per_class = s.references.per_class
+    shared = next(iter(ctx.references.values()), None)
+    out: dict[str, Judgement] = {}
+    t0 = time.perf_counter()
+    if shared is not None:
+        out["private_test"], out["noise"] = shared["private_test"], shared["noise"]
+    else:
+        assert ctx.ref_index is not None
+        real = private_test_reference(
+            p, labels, per_class=per_class, ref_index=ctx.ref_index, seed=s.seed
         )
-    return ctx.evaluator
+        out["private_test"] = judge(real, judges)
+        out["noise"] = judge(noise_reference(p, labels, per_class=per_class, seed=s.seed), judges)
+    a = s.references.adversarial
+    adv = adversarial_reference(
+        p, labels, model, per_class=per_class, seed=s.seed, eps=a.eps, steps=a.steps,
+        step_size=a.step_size, eot=a.eot, device=ctx.device,
+    )
+    reseed(model, s.seed)
+    out["adversarial"] = judge(adv, judges)
+    fooled = float(adv.scores.mean())
+    dt = _timed(ctx, f"references {method_label(defense)}", t0)
+    log(
+        f"references for [bold]{method_label(defense)}[/]: adversarial noise reaches target "
+        f"confidence {fooled:.2f} [dim]{dt:.0f} s[/]",
+        quiet=ctx.quiet,
+    )
+    ctx.references[label] = out
+    return out
 
 
-def _references(ctx: RunContext) -> dict[str, dict[str, float]]:
-    if ctx.references is None:
-        ev = _evaluator(ctx)
-        refs = reference_reconstructions(
-            ctx.protocol, _labels(ctx.spec, ctx.protocol), ctx.spec.per_label, seed=ctx.spec.seed
+def fooled_warnings(refs: dict[str, dict[str, float | None]]) -> list[str]:
+    """One warning per rate metric that scores the adversarial reference > 10 points over noise.
+
+    Also warns when ``success`` scores real held-out images below one half (the evaluators are
+    too weak or the thresholds too strict for the headline to mean much).
+    """
+    out: list[str] = []
+    noise, adv = refs.get("noise", {}), refs.get("adversarial", {})
+    for key, value in adv.items():
+        base = noise.get(key)
+        if value is None or base is None or not is_rate(key):
+            continue
+        if value - base > FOOLED_MARGIN:
+            out.append(
+                f"{key} is fooled: adversarial noise scores {value:.2f} against {base:.2f} for "
+                "uniform noise (features that transfer from the target, not reconstructions)"
+            )
+    real = refs.get("private_test", {}).get("success")
+    if real is not None and real < 0.5:
+        out.append(
+            f"success scores held-out private images only {real:.2f}: the evaluators are too "
+            "weak for this protocol (train them longer)"
         )
-        ctx.references = {name: evaluate(rec, ctx.protocol, ev) for name, rec in refs.items()}
-    return ctx.references
+    return out
 
 
-def _save_artifacts(ctx: RunContext, rec: Reconstruction, name: str) -> dict[str, str]:
+def _save_artifacts(
+    ctx: RunContext, rec: Reconstruction, per_image: dict[str, Tensor], name: str
+) -> dict[str, str]:
     out_dir = ctx.spec.out / ctx.spec.dataset
     out_dir.mkdir(parents=True, exist_ok=True)
     grid = out_dir / f"{name}.png"
@@ -187,47 +299,72 @@ def _save_artifacts(ctx: RunContext, rec: Reconstruction, name: str) -> dict[str
         class_names=list(ctx.protocol.class_names),
     )
     tensors = out_dir / f"{name}.safetensors"
+    payload = {
+        "images": rec.images.contiguous(),
+        "labels": rec.labels.contiguous(),
+        "scores": rec.scores.contiguous(),
+        **{k: v.contiguous() for k, v in per_image.items()},
+    }
     with atomic_path(tensors) as tmp:
-        save_file(
-            {
-                "images": rec.images.contiguous(),
-                "labels": rec.labels.contiguous(),
-                "scores": rec.scores.contiguous(),
-            },
-            str(tmp),
-        )
+        save_file(payload, str(tmp))
     return {"grid": str(grid), "reconstructions": str(tensors)}
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, InvbenchError) else f"{type(exc).__name__}: {text}"
+
+
 def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any]:
-    """Run one (defense, attack) cell, or return its stored result; record it when new."""
+    """Run one (defense, attack) cell, or return its stored result; record it either way.
+
+    A failure of the method (budget exhausted, NaN images, any exception but an interrupt) is
+    stored as a ``failed`` run with its one-line message and returned with ``status: failed``;
+    ``find`` never returns failed runs, so a later run retries the cell.
+    """
     cspec = cell_spec(ctx, defense, attack)
     key = spec_hash(cspec)
     stored = ctx.store.find(key)
     if stored is not None:
         log(
-            f"[dim]{defense.name} x {attack.name}: already in the store, skipped[/]",
+            f"[dim]{method_label(defense)} x {method_label(attack)}: already in the store, "
+            "skipped[/]",
             quiet=ctx.quiet,
         )
         return {**stored, "cached": True}
 
+    _judges(ctx)  # the evaluators are the benchmark's own: their errors are not the method's
     t0 = time.perf_counter()
     try:
         return _execute(ctx, defense, attack, cspec, key, t0)
-    except QueryBudgetExceeded as exc:
-        # The attack ran out of queries: a finished run whose outcome is a failure. Record it
-        # (find() never returns failed runs, so a later run with a larger budget retries it).
+    except Exception as exc:  # the method failed: record it and go on with the next cell
+        message = _one_line(exc)
+        log(
+            f"[red]{method_label(defense)} x {method_label(attack)} failed:[/] {message}",
+            quiet=False,
+        )
+        result = {
+            "status": "failed",
+            "error": message,
+            "dataset": ctx.spec.dataset,
+            "defense": defense.name,
+            "attack": attack.name,
+            "defense_label": method_label(defense),
+            "attack_label": method_label(attack),
+            "seed": ctx.spec.seed,
+        }
+        seconds = time.perf_counter() - t0
         ctx.store.record(
             spec_hash=key,
             kind="benchmark",
-            spec=cspec,
-            result={"error": str(exc), "defense": defense.name, "attack": attack.name},
+            spec={**cspec, "versions": versions(), "invbench": __version__},
+            result=result,
             metrics={},
             artifacts={},
-            seconds=time.perf_counter() - t0,
+            seconds=seconds,
             status="failed",
         )
-        raise
+        return {**result, "seconds": round(seconds, 3), "cached": False}
 
 
 def _execute(
@@ -240,6 +377,11 @@ def _execute(
 ) -> dict[str, Any]:
     s = ctx.spec
     model, acc = _target(ctx, defense)
+    judges = _judges(ctx)
+    refs = _references(ctx, defense, model)
+    cell = f"{method_label(defense)} x {method_label(attack)}"
+
+    t1 = time.perf_counter()
     torch.manual_seed(s.seed)
     attack.prepare(
         ctx.protocol.public,
@@ -249,6 +391,7 @@ def _execute(
         seed=s.seed,
         quiet=ctx.quiet,
     )
+    t_prepare = _timed(ctx, f"prepare {method_label(attack)}", t1)
     access = make_access(
         attack.access,
         model,
@@ -256,15 +399,29 @@ def _execute(
         image_shape=ctx.protocol.image_shape,
         budget=s.budget,
     )
+    t1 = time.perf_counter()
     torch.manual_seed(s.seed)
+    reseed(model, s.seed)
     rec = attack.invert(access, _labels(s, ctx.protocol), s.per_label, seed=s.seed, quiet=ctx.quiet)
-    metrics = evaluate(rec, ctx.protocol, _evaluator(ctx))
-    refs = _references(ctx)
+    t_invert = _timed(ctx, f"invert {cell}", t1)
+    t1 = time.perf_counter()
+    judgement = judge(rec, judges)
+    t_metrics = _timed(ctx, f"metrics {cell}", t1)
+    ref_scores = {name: refs[name].scores for name in REFERENCES}
+    warnings = fooled_warnings(ref_scores)
     seconds = time.perf_counter() - t0
     name = f"{defense.name}-{attack.name}-{key[:10]}"
-    artifacts = _save_artifacts(ctx, rec, name)
+    artifacts = _save_artifacts(ctx, rec, judgement.per_image, name)
+    metrics = judgement.scores
+    log(
+        f"{cell}: success {metrics.get('success', float('nan')):.2f}, "
+        f"acc1 {metrics.get('acc1', float('nan')):.2f} [dim]{seconds:.0f} s[/]",
+        quiet=ctx.quiet,
+    )
     result = {
+        "status": "done",
         "dataset": s.dataset,
+        "num_classes": ctx.protocol.num_classes,
         "defense": defense.name,
         "defense_params": defense.get_params(),
         "attack": attack.name,
@@ -273,17 +430,24 @@ def _execute(
         "attack_label": method_label(attack),
         "seed": s.seed,
         "target_accuracy": acc,
-        "evaluator_accuracy": _evaluator(ctx).accuracy,
+        "evaluator_accuracy": {ev.name: ev.accuracy for ev in judges.ensemble},
         "metrics": metrics,
-        "references": refs,
+        "references": ref_scores,
+        "reference_sizes": {name: refs[name].n for name in REFERENCES},
+        "warnings": warnings,
         "queries": rec.queries,
         "seconds": round(seconds, 3),
+        "timings": {"prepare": t_prepare, "invert": t_invert, "metrics": t_metrics},
         "artifacts": artifacts,
     }
+
+    def finite(d: dict[str, float | None]) -> dict[str, float]:
+        return {k: v for k, v in d.items() if v is not None}
+
     all_metrics = {
-        "attack": metrics,
+        "attack": finite(metrics),
         "target": {"accuracy": acc},
-        **{f"ref_{k}": v for k, v in refs.items()},
+        **{f"ref_{k}": finite(v) for k, v in ref_scores.items()},
     }
     ctx.store.record(
         spec_hash=key,
@@ -297,12 +461,18 @@ def _execute(
     return {**result, "cached": False}
 
 
-def run_benchmark(spec: RunSpec, *, quiet: bool = False) -> list[dict[str, Any]]:
+def run_benchmark(
+    spec: RunSpec, *, quiet: bool = False, timings: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
     """Run every (defense, attack) cell of ``spec``; returns one result dict per cell.
 
     ``spec`` must be validated (:func:`invbench.config.make_spec` / ``load_spec``); the data is
-    loaded and checked before the store is opened, so bad input writes nothing.
+    loaded and every method is built for its image shape before the store is opened, so bad
+    input writes nothing. Failed cells come back with ``status: "failed"`` and an ``error``.
+    ``timings``, when given, is filled with seconds per stage (data, each target, each
+    evaluator, references, each prepare/invert/metrics).
     """
+    t0 = time.perf_counter()
     device = check_device(spec.device)
     defenses = [build_method("defense", m) for m in spec.defenses]
     attacks = [build_method("attack", m) for m in spec.attacks]
@@ -313,9 +483,10 @@ def run_benchmark(spec: RunSpec, *, quiet: bool = False) -> list[dict[str, Any]]
         private_classes=spec.protocol.private_classes,
         public_classes=spec.protocol.public_classes,
         test_fraction=spec.protocol.test_fraction,
+        max_per_class=spec.protocol.max_per_class,
         seed=spec.seed,
     )
-    _labels(spec, protocol)
+    check_against_protocol(spec, protocol, defenses, attacks)  # type: ignore[arg-type]
     log(
         f"protocol [bold]{protocol.dataset}[/]: {protocol.num_classes} private classes "
         f"{list(protocol.private_classes)}, {len(protocol.private_train)} train / "
@@ -332,7 +503,9 @@ def run_benchmark(spec: RunSpec, *, quiet: bool = False) -> list[dict[str, Any]]
         cache=Cache(out / "cache"),
         store=store,
         quiet=quiet,
+        timings=timings if timings is not None else {},
     )
+    _timed(ctx, "data", t0)
     results = []
     try:
         for defense in defenses:

@@ -32,14 +32,16 @@ def load_protocol(
     private_classes: Sequence[int] | None = None,
     public_classes: Sequence[int] | None = None,
     test_fraction: float = 0.2,
+    max_per_class: int | None = None,
     seed: int = 0,
 ) -> Protocol:
-    """Load dataset ``name`` and split it into a :class:`Protocol`."""
+    """Load dataset ``name`` and split it into a :class:`Protocol` (see :func:`make_protocol`)."""
     data = load_dataset(name, data_dir=data_dir, resolution=resolution)
     return make_protocol(
         data,
         private_classes=private_classes,
         public_classes=public_classes,
         test_fraction=test_fraction,
+        max_per_class=max_per_class,
         seed=seed,
     )

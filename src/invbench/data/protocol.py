@@ -169,9 +169,15 @@ def make_protocol(
     private_classes: Sequence[int] | None = None,
     public_classes: Sequence[int] | None = None,
     test_fraction: float = 0.2,
+    max_per_class: int | None = None,
     seed: int = 0,
 ) -> Protocol:
-    """Split ``data`` into private train/test (stratified, seeded) and public."""
+    """Split ``data`` into private train/test (stratified, seeded) and public.
+
+    ``max_per_class`` caps the images used per class (private and public alike), drawn at
+    random with ``seed`` before the split: a 28-px protocol with 1,000 images per class trains
+    in minutes on a laptop instead of an hour. ``None`` uses every image.
+    """
     n_cls = data.num_classes
     dpriv, dpub = default_split(n_cls)
     priv = list(private_classes) if private_classes is not None else dpriv
@@ -196,9 +202,20 @@ def make_protocol(
         raise DataError(f"private and public classes overlap: {overlap}")
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if max_per_class is not None and (isinstance(max_per_class, bool) or int(max_per_class) < 2):
+        raise DataError(f"max_per_class must be an integer >= 2, got {max_per_class!r}")
 
     rng = np.random.default_rng(seed)
     y = data.y.numpy()
+    if max_per_class is not None:
+        cap_rng = np.random.default_rng([seed, 1])  # its own stream: no effect on the split
+        keep = np.zeros(len(y), dtype=bool)
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            if len(idx) > max_per_class:
+                idx = cap_rng.choice(idx, size=int(max_per_class), replace=False)
+            keep[idx] = True
+        y = np.where(keep, y, -1)
     tr_idx: list[np.ndarray] = []
     te_idx: list[np.ndarray] = []
     tr_lab: list[np.ndarray] = []

@@ -1,30 +1,55 @@
-"""Metrics: the evaluation model, attack accuracy, KNN distance and reference points.
+"""Metrics: the evaluators, the metric set, the references and the verified ``success``.
 
-Every reconstruction is judged by an independent evaluation model (:func:`train_evaluator`)
-and reported next to two references (:func:`reference_reconstructions`): held-out private
-images (real success) and uniform noise (no information).
+Every reconstruction is judged by an :class:`EvalContext` (a standard evaluator, evaluators of
+other families, an adversarially trained robust evaluator and calibrated thresholds; built by
+:func:`build_judges`) and reported next to three references (held-out private images, uniform
+noise, adversarial noise made on the target; see :mod:`invbench.metrics.references`).
 
 Example::
 
-    from invbench.metrics import evaluate, reference_reconstructions, train_evaluator
-    ev = train_evaluator(protocol, seed=0)
-    scores = evaluate(recon, protocol, ev)     # acc1, acc5, acc1_std, acc5_std, knn_dist, ...
+    from invbench.metrics import build_judges, evaluate
+    ctx, _ = build_judges(protocol, EvaluatorSpec(), seed=0)
+    scores = evaluate(recon, ctx)     # success, acc1, knn_dist, fid, kid, precision, ...
 """
 
 from __future__ import annotations
 
-from invbench.metrics import accuracy, knn  # noqa: F401  (registration)
-from invbench.metrics.base import Metric, check_reconstruction, evaluate
+from invbench.metrics import (  # noqa: F401  (registration)
+    accuracy,
+    ensemble,
+    feature_distance,
+    fid,
+    knn,
+    pixel,
+    prdc,
+    success,
+)
+from invbench.metrics.base import Judgement, Metric, check_reconstruction, evaluate, judge
+from invbench.metrics.context import EvalContext
 from invbench.metrics.evaluator import Evaluator, derive_seed, train_evaluator
-from invbench.metrics.references import reference_reconstructions, target_accuracy
+from invbench.metrics.judges import build_judges
+from invbench.metrics.references import (
+    adversarial_reference,
+    noise_reference,
+    private_test_reference,
+    split_holdout,
+    target_accuracy,
+)
 
 __all__ = [
+    "EvalContext",
     "Evaluator",
+    "Judgement",
     "Metric",
+    "adversarial_reference",
+    "build_judges",
     "check_reconstruction",
     "derive_seed",
     "evaluate",
-    "reference_reconstructions",
+    "judge",
+    "noise_reference",
+    "private_test_reference",
+    "split_holdout",
     "target_accuracy",
     "train_evaluator",
 ]

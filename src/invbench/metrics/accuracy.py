@@ -42,6 +42,9 @@ def per_class_mean_std(hits: Tensor, labels: Tensor) -> tuple[float, float]:
 class AttackAccuracy(Metric):
     """Evaluator top-1 / top-5 accuracy of reconstructions, mean and std over classes.
 
+    Paper: Zhang et al., "The Secret Revealer", CVPR 2020 (GMI's attack accuracy); reported
+    per class as in MIBench (2024).
+
     Returns ``acc1``, ``acc5`` (top-k with ``k = min(5, num_classes)``), ``acc1_std`` and
     ``acc5_std``, all in [0, 1]. Per class ``c``: the fraction of reconstructions labelled
     ``c`` that the evaluator puts at rank 1 (top-k) for ``c``; then mean and population std
@@ -57,6 +60,7 @@ class AttackAccuracy(Metric):
         # {"acc1": 0.8, "acc5": 1.0, "acc1_std": 0.1, "acc5_std": 0.0}
     """
 
+    keys = ("acc1", "acc5", "acc1_std", "acc5_std")
     rates = ("acc1", "acc5")
 
     def compute(self, recon: Reconstruction, ctx: EvalContext) -> MetricOutput:

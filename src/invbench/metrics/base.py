@@ -8,8 +8,8 @@ A metric is a :class:`~invbench.params.Configurable` registered with
 * a float per score (``"acc1": 0.8``); ``None`` when the score is undefined for this input
   (FID with fewer samples than feature dimensions) — reported as JSON ``null``, never made up;
 * optionally a 1-D tensor of length N per *per-image decision*, named ``img_*``
-  (``"img_pred_robust"``, ``"img_knn_dist"``...), which :func:`judge` returns separately so it can be stored with the
-  reconstructions (later tools compare image by image).
+  (``"img_pred_robust"``, ``"img_knn_dist"``...), which :func:`judge` returns separately
+  so it can be stored with the reconstructions (later tools compare image by image).
 
 :func:`evaluate` does the chores once for all metrics: it checks that the reconstruction fits
 the protocol and the evaluators (shapes, label range, finite pixels in [0, 1]) and that every
@@ -56,14 +56,15 @@ class Metric(Configurable, ABC):
     """
 
     kind: ClassVar[str] = "metric"
+    #: the score keys it returns (``acc1_*`` stands for one per ensemble member), for
+    #: ``invbench list`` and ``--metrics``
+    keys: ClassVar[tuple[str, ...]] = ()
     #: members of :class:`EvalContext` this metric needs beyond ``standard``
     #: (``"robust"``, ``"extractor"``, ``"ensemble"``, ``"thresholds"``)
     requires: ClassVar[tuple[str, ...]] = ()
     #: score keys that are rates of success in [0, 1] (checked against the references: a rate
     #: that scores adversarial noise well above uniform noise is being fooled)
     rates: ClassVar[tuple[str, ...]] = ()
-    #: score keys a results table hides unless asked (e.g. ``acc5`` with <= 5 classes)
-    hidden: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def compute(self, recon: Reconstruction, ctx: EvalContext) -> MetricOutput:
@@ -146,6 +147,8 @@ class Judgement:
 
     scores: dict[str, float | None]
     per_image: dict[str, Tensor]
+    #: number of images judged
+    n: int = 0
 
 
 def judge(
@@ -195,7 +198,7 @@ def judge(
                     "evaluator produced non-finite values"
                 )
             scores[key] = value
-    return Judgement(scores=scores, per_image=per_image)
+    return Judgement(scores=scores, per_image=per_image, n=n)
 
 
 def evaluate(
@@ -214,9 +217,24 @@ def evaluate(
     return judge(recon, ctx, metrics=metrics).scores
 
 
-def rate_keys(metrics: Sequence[str | Metric] | None = None) -> list[str]:
-    """Every score key declared as a rate by the registered (or given) metrics."""
-    chosen = [METRICS.get(n)() for n in METRICS.names()] if metrics is None else [
-        m if isinstance(m, Metric) else METRICS.get(m)() for m in metrics
-    ]
-    return [k for m in chosen for k in m.rates]
+def rate_patterns() -> list[str]:
+    """Every score key (or ``fnmatch`` pattern, e.g. ``acc1_*``) registered metrics call rates."""
+    return [k for n in METRICS.names() for k in METRICS.get(n).rates]
+
+
+def is_rate(key: str) -> bool:
+    """Whether score ``key`` is a rate of success in [0, 1] (``acc1``, ``acc1_robust``...).
+
+    Standard deviations (``*_std``) and interval ends (``*_lo``, ``*_hi``) are not rates.
+    """
+    from fnmatch import fnmatchcase
+
+    if key.endswith(("_std", "_lo", "_hi")):
+        return False
+    return any(fnmatchcase(key, pat) for pat in rate_patterns())
+
+
+def known_keys() -> set[str]:
+    """Every score key a registered metric declares (``acc1_*`` patterns included as written)."""
+    return {k for n in METRICS.names() for k in METRICS.get(n).keys}
+

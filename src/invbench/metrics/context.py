@@ -49,6 +49,8 @@ class EvalContext:
     thresholds: Tensor | None = None
     #: the quantile of held-out distances the thresholds were set at (reported)
     threshold_quantile: float | None = None
+    #: whether ensemble members vote with test-time augmentation (small shifts)
+    tta: bool = True
 
     def available(self) -> set[str]:
         """Names of the optional members that are present (``"robust"``, ``"ensemble"``...)."""

@@ -11,24 +11,52 @@ the attack scores.
 
 Its penultimate features are the space of GMI's "KNN Dist"; the private training features
 are computed once per evaluator and protocol, memoised, and optionally cached.
+
+A run trains several evaluators (:func:`train_evaluator` with ``name``): the standard one
+(``resnet``), others of other families (``vit``, ``mlp``) and a *robust* one, adversarially
+trained (``dense`` with PGD, :mod:`invbench.adversarial`), whose decisions and features
+move little under adversarial perturbations made on the target. Each can judge with
+test-time augmentation (``tta=True``: the softmax averaged over the image and its 1-px
+shifts).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invbench.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from invbench.adversarial import AdversarialTraining
     from invbench.bench.cache import Cache
     from invbench.data.protocol import Protocol
 
 _FEATURE_KIND = "evaluator-features"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+
+#: (dy, dx) offsets of the test-time-augmentation views: the image and its 1-px shifts
+TTA_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
+
+
+def shift_views(x: Tensor) -> Tensor:
+    """The :data:`TTA_SHIFTS` views of ``x`` (B, C, H, W), stacked: (len(TTA_SHIFTS) * B, C, H, W).
+
+    View ``k`` is ``out[k * B : (k + 1) * B]``; a view shifted by ``(dy, dx)`` holds
+    ``x[..., i + dy, j + dx]`` with the border pixels repeated (replicate padding), so no
+    view brings in black borders an evaluator never saw.
+    """
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    views = [padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in TTA_SHIFTS]
+    return torch.cat(views)
 
 
 def derive_seed(seed: int, tag: str) -> int:
@@ -65,12 +93,14 @@ class Evaluator:
             features are cached only when both ``cache`` and ``cache_key`` are given.
         name: how reports call it (``acc1_<name>``); default ``arch`` (``"robust"`` for the
             adversarially trained one).
+        adversarial: the adversarial-training settings it was trained with (None: standard
+            training); reported, and part of its cache key.
 
     Example::
 
         ev = train_evaluator(protocol, seed=0)
         print(ev.arch, ev.accuracy)          # "resnet", 0.98...
-        pred = ev.logits(images).argmax(1)   # images: (N, C, H, W) in [0, 1]
+        pred = ev.predict(images, tta=True)  # images: (N, C, H, W) in [0, 1]
     """
 
     def __init__(
@@ -85,6 +115,7 @@ class Evaluator:
         cache: Cache | None = None,
         cache_key: str | None = None,
         name: str | None = None,
+        adversarial: AdversarialTraining | None = None,
     ) -> None:
         if not callable(getattr(model, "features", None)):
             raise ConfigError(
@@ -103,6 +134,8 @@ class Evaluator:
         self.batch_size = int(batch_size)
         self.cache = cache
         self.cache_key = cache_key
+        #: adversarial-training settings (None for a standard evaluator)
+        self.adversarial = adversarial
         self._private: dict[str, tuple[Tensor, Tensor]] = {}
 
     @property
@@ -111,9 +144,10 @@ class Evaluator:
         return _module_device(self.model)
 
     def __repr__(self) -> str:
+        adv = "" if self.adversarial is None else f", adversarial={self.adversarial.describe()!r}"
         return (
-            f"Evaluator(arch={self.arch!r}, num_classes={self.num_classes}, "
-            f"accuracy={self.accuracy:.4f})"
+            f"Evaluator(name={self.name!r}, arch={self.arch!r}, num_classes={self.num_classes}, "
+            f"accuracy={self.accuracy:.4f}{adv})"
         )
 
     def _check(self, x: Tensor) -> None:
@@ -124,19 +158,46 @@ class Evaluator:
                 f" got {got}"
             )
 
-    def _batched(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    def _batched(self, fn: Callable[[Tensor], Tensor], x: Tensor, *, views: int = 1) -> Tensor:
+        """``fn`` over ``x`` in chunks; ``fn`` runs the model on ``views`` images per input."""
         self._check(x)
         dev = self.device
+        step = max(1, self.batch_size // views)  # at most batch_size images per forward pass
         outs = []
         with torch.inference_mode():
-            for i in range(0, max(x.shape[0], 1), self.batch_size):  # one pass when empty
-                xb = x[i : i + self.batch_size].to(dev, dtype=torch.float32, non_blocking=True)
+            for i in range(0, max(x.shape[0], 1), step):  # one pass when empty
+                xb = x[i : i + step].to(dev, dtype=torch.float32, non_blocking=True)
                 outs.append(fn(xb).float())
         return torch.cat(outs)
 
-    def logits(self, x: Tensor) -> Tensor:
-        """Logits ``(N, num_classes)`` on :attr:`device` for images ``(N, C, H, W)`` in [0, 1]."""
+    def _tta_log_probs(self, xb: Tensor) -> Tensor:
+        views = len(TTA_SHIFTS)
+        logp = torch.log_softmax(self.model(shift_views(xb)).float(), dim=1)
+        logp = logp.view(views, xb.shape[0], logp.shape[1])
+        return torch.logsumexp(logp, dim=0) - math.log(views)
+
+    def logits(self, x: Tensor, *, tta: bool = False) -> Tensor:
+        """Logits ``(N, num_classes)`` on :attr:`device` for images ``(N, C, H, W)`` in [0, 1].
+
+        With ``tta=True`` (test-time augmentation) the softmax is averaged over the image and
+        its four 1-px shifts (:func:`shift_views`, edge pixels repeated) and the log of that
+        mean probability is returned: log-probabilities, ``exp`` sums to 1 per row. Each
+        forward pass holds at most ``batch_size`` images (views included).
+        """
+        if tta:
+            return self._batched(self._tta_log_probs, x, views=len(TTA_SHIFTS))
         return self._batched(self.model, x)
+
+    def predict(self, x: Tensor, *, tta: bool = False) -> Tensor:
+        """Predicted labels ``(N,)`` (long, on :attr:`device`) of images ``(N, C, H, W)``.
+
+        The argmax of :meth:`logits` (with ``tta`` as there).
+
+        Example::
+
+            acc = (ev.predict(recon.images, tta=True).cpu() == recon.labels).float().mean()
+        """
+        return self.logits(x, tta=tta).argmax(1)
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features ``(N, D)`` on :attr:`device` for images ``(N, C, H, W)``."""
@@ -182,6 +243,15 @@ class Evaluator:
         return feats, labels
 
 
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(
+            f"evaluator name must be 1-40 letters, digits, '-' or '_' (it names the acc1_<name> "
+            f"column), got {name!r}"
+        )
+    return name
+
+
 def train_evaluator(
     protocol: Protocol,
     *,
@@ -193,30 +263,49 @@ def train_evaluator(
     device: torch.device | str = "cpu",
     cache: Cache | None = None,
     quiet: bool = True,
+    adversarial: AdversarialTraining | None = None,
+    name: str | None = None,
 ) -> Evaluator:
-    """Train (or load from ``cache``) the evaluation model for ``protocol``.
+    """Train (or load from ``cache``) an evaluation model for ``protocol``.
 
-    The evaluator is a classifier of the evaluation family (default
-    :func:`invbench.models.evaluator_arch`, a small residual net), trained on
-    ``protocol.private_train`` with random-shift augmentation and a seed derived from
-    ``(seed, "eval")``, so it never shares the target's initialisation. Its top-1 accuracy on
-    ``protocol.private_test`` is :attr:`Evaluator.accuracy`.
+    The evaluator is a classifier of an evaluation family (default
+    :func:`invbench.models.evaluator_arch`, a small residual net; never a target family),
+    trained on ``protocol.private_train`` with random-shift augmentation and, with
+    ``adversarial``, on adversarial examples (PGD, Madry et al. ICLR 2018; see
+    :func:`invbench.adversarial.default_adversarial` for the settings per resolution). Its
+    top-1 accuracy on the clean ``protocol.private_test`` is :attr:`Evaluator.accuracy`.
+
+    Seeds: the default evaluator (``resnet``, named ``resnet``, standard training) uses
+    ``derive_seed(seed, "eval")``; every other uses ``derive_seed(seed, f"eval:{name}")``,
+    so each evaluator of a run gets its own initialisation and data order, and none shares
+    the target's.
 
     Args:
         protocol: the private/public split (its fingerprint is part of the cache key).
-        arch: evaluation architecture ("resnet", "mlp"); a target-family arch ("auto",
-            "cnn-*") is refused with a :class:`ConfigError`.
-        seed: the run's seed (the evaluator uses ``derive_seed(seed, "eval")``).
+        arch: evaluation architecture (``"resnet"``, ``"mlp"``, ``"vit"``, ``"dense"``); a
+            target-family arch (``"auto"``, ``"cnn-*"``) is refused with a :class:`ConfigError`.
+        seed: the run's seed (see above for the evaluator's own).
         epochs, batch_size, lr: Adam training schedule.
         device: where to train and run the evaluator.
-        cache: a :class:`~invbench.bench.cache.Cache`; kind ``"evaluator"``.
+        cache: a :class:`~invbench.bench.cache.Cache`; kind ``"evaluator"``; the key holds the
+            protocol, arch, name, schedule, seed and adversarial settings.
         quiet: silence the training progress bar.
+        adversarial: adversarial-training settings (default None: standard training).
+        name: how reports call it (``acc1_<name>``; letters, digits, ``-``, ``_``); default
+            the arch. The lead's robust evaluator is ``name="robust"``.
+
+    Raises:
+        ConfigError: a target or unknown arch, a bad name, non-positive schedule values, or
+            ``adversarial`` that is not an :class:`~invbench.adversarial.AdversarialTraining`.
 
     Example::
 
         ev = train_evaluator(protocol, seed=0, epochs=40, cache=Cache(".invbench-cache"))
+        robust = train_evaluator(protocol, arch="dense", name="robust", seed=0,
+                                 adversarial=default_adversarial(protocol.image_shape))
         assert ev.accuracy > 0.95
     """
+    from invbench.adversarial import AdversarialTraining
     from invbench.models import EVALUATOR_ARCHS, TARGET_ARCHS, evaluator_arch, make_classifier
     from invbench.training import evaluate_accuracy, train_classifier
 
@@ -228,15 +317,25 @@ def train_evaluator(
             f"evaluator arch '{chosen}' {why}; the evaluation model must differ from the "
             f"target, choose one of: {', '.join(EVALUATOR_ARCHS)}"
         )
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+    label = chosen if name is None else _check_name(name)
+    if adversarial is not None and not isinstance(adversarial, AdversarialTraining):
+        raise ConfigError(
+            "evaluator adversarial must be an invbench.adversarial.AdversarialTraining or None, "
+            f"got {type(adversarial).__name__}"
+        )
+    for what, value in (("epochs", epochs), ("batch_size", batch_size)):
         if int(value) < 1:
-            raise ConfigError(f"evaluator {name} must be >= 1, got {value}")
+            raise ConfigError(f"evaluator {what} must be >= 1, got {value}")
     if not lr > 0:
         raise ConfigError(f"evaluator lr must be > 0, got {lr}")
-    eval_seed = derive_seed(seed, "eval")
+    default = label == chosen == "resnet" and adversarial is None
+    eval_seed = derive_seed(seed, "eval" if default else f"eval:{label}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(eval_seed)
         model = make_classifier(chosen, image_shape=shape, num_classes=protocol.num_classes)
+    what = chosen if adversarial is None else f"{chosen}, {adversarial.describe()}"
+    desc = f"train evaluator {label}" + ("" if what == label else f" ({what})")
+    adv_parts = None if adversarial is None else adversarial.model_dump(mode="json")
 
     def fit() -> dict[str, object]:
         train_classifier(
@@ -250,9 +349,10 @@ def train_evaluator(
             seed=eval_seed,
             device=device,
             quiet=quiet,
-            desc=f"train evaluator ({chosen})",
+            desc=desc,
+            adversarial=adversarial,
         )
-        return {"arch": chosen, "eval_seed": eval_seed}
+        return {"arch": chosen, "name": label, "eval_seed": eval_seed, "adversarial": adv_parts}
 
     key = None
     if cache is not None:
@@ -260,11 +360,13 @@ def train_evaluator(
             "role": "evaluator",
             "protocol": protocol.fingerprint(),
             "arch": chosen,
+            "name": label,
             "epochs": int(epochs),
             "batch_size": int(batch_size),
             "lr": float(lr),
             "augment": True,
             "seed": int(seed),
+            "adversarial": adv_parts,
         }
         key = cache.key(parts)
         cache.get_or_create("evaluator", parts, {"model": model}, fit)
@@ -280,4 +382,6 @@ def train_evaluator(
         accuracy=acc,
         cache=cache,
         cache_key=key,
+        name=label,
+        adversarial=adversarial,
     )

@@ -79,21 +79,67 @@ def _get(d: Any, *path: str) -> Any:
     return d
 
 
+#: the metric columns of :func:`results_table` when none are asked for
+DEFAULT_COLUMNS: tuple[str, ...] = ("success", "acc1", "knn_dist", "fid")
+
+#: how a metric key is shown in a column header
+_HEADERS = {
+    "success": "success",
+    "acc1": "acc1",
+    "acc5": "acc5",
+    "knn_dist": "KNN dist",
+    "knn_pixel_dist": "KNN pix",
+    "feat_dist": "feat dist",
+    "fid": "FID",
+    "kid": "KID",
+    "ensemble_acc1": "ens acc1",
+}
+
+
+def _is_fraction(key: str) -> bool:
+    return key in {"success", "success_lo", "success_hi", "agreement", "precision", "recall",
+                   "coverage"} or key.startswith(("acc1", "acc5", "ensemble_acc1"))
+
+
+def fmt_metric(key: str, m: Mapping[str, Any]) -> str:
+    """One metric of a result's ``metrics`` for a table cell.
+
+    Rates print as percentages (``success`` with its Wilson interval, ``acc1`` with its std over
+    classes); distances, FID and the like as plain numbers; a missing or undefined value as ``-``.
+    """
+    value = m.get(key)
+    if key == "success" and _num(value) is not None:
+        lo, hi = _num(m.get("success_lo")), _num(m.get("success_hi"))
+        if lo is not None and hi is not None:
+            return f"{100 * float(value):.0f}% [{100 * lo:.0f}-{100 * hi:.0f}]"
+    if _is_fraction(key):
+        return fmt_pct(value, m.get(f"{key}_std"))
+    if key in {"kid"}:
+        return fmt_float(value, digits=4)
+    return fmt_float(value)
+
+
 def results_table(
-    results: Sequence[Mapping[str, Any]], *, title: str | None = None
+    results: Sequence[Mapping[str, Any]],
+    *,
+    title: str | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> Table:
     """One row per benchmark result (the CLI's ``--json`` objects).
 
-    Columns: defense (with params), attack (with params), target accuracy, attack top-1
-    accuracy ± std, top-5 accuracy, KNN distance; the same metrics for the two reference
-    "reconstructions", real private test images ("real") and uniform noise ("noise"), which
-    bracket what a perfect and a useless attack would score; queries and seconds. A dataset
-    column (and a seed column) is added when the results span several datasets (seeds).
+    Columns: defense (with params), attack (with params), target accuracy, then the metric
+    columns — by default ``success`` (with its 95% interval), ``acc1``, ``knn_dist`` and
+    ``fid``; ``metrics`` picks others — then ``success`` of the three references: real held-out
+    private images ("real"), uniform noise ("noise") and adversarial noise made on the target
+    ("adv"), which bracket what a perfect, a useless and a fooling attack would score; the
+    number of warnings; queries and seconds. A failed cell shows its status in place of numbers.
+    A dataset (seed) column is added when the results span several datasets (seeds).
 
     Example::
 
         Console().print(results_table(json.loads(Path("results.json").read_text())))
     """
+    cols = list(metrics) if metrics else list(DEFAULT_COLUMNS)
     many_datasets = len({str(r.get("dataset")) for r in results}) > 1
     many_seeds = len({str(r.get("seed")) for r in results}) > 1
     table = Table(title=title, header_style="bold")
@@ -103,13 +149,13 @@ def results_table(
     table.add_column("attack")
     if many_seeds:
         table.add_column("seed", justify="right")
-    for col in ("target acc", "acc1", "acc5", "KNN dist", "real acc1", "real KNN",
-                "noise acc1", "noise KNN", "queries", "seconds"):
+    headers = ["target acc", *(_HEADERS.get(c, c) for c in cols),
+               "real success", "noise success", "adv success", "warn", "queries", "seconds"]
+    for col in headers:
         table.add_column(col, justify="right")
     for r in results:
         m = r.get("metrics") or {}
-        real = _get(r, "references", "private_test") or {}
-        noise = _get(r, "references", "noise") or {}
+        refs = r.get("references") or {}
         row: list[str] = []
         if many_datasets:
             row.append(str(r.get("dataset", MISSING)))
@@ -120,20 +166,31 @@ def results_table(
                                                            r.get("attack_params"))))
         if many_seeds:
             row.append(str(r.get("seed", MISSING)))
-        row += [
-            fmt_pct(r.get("target_accuracy")),
-            fmt_pct(m.get("acc1"), m.get("acc1_std")),
-            fmt_pct(m.get("acc5"), m.get("acc5_std")),
-            fmt_float(m.get("knn_dist")),
-            fmt_pct(real.get("acc1")),
-            fmt_float(real.get("knn_dist")),
-            fmt_pct(noise.get("acc1")),
-            fmt_float(noise.get("knn_dist")),
-            fmt_int(r.get("queries")),
-            fmt_float(r.get("seconds"), digits=1),
-        ]
+        if r.get("status") == "failed":
+            row.append("[red]failed[/red]")
+            row += [MISSING] * (len(headers) - 3)
+            row += [fmt_float(r.get("seconds"), digits=1)]
+            table.add_row(*row)
+            continue
+        row.append(fmt_pct(r.get("target_accuracy")))
+        row += [fmt_metric(c, m) for c in cols]
+        for ref in ("private_test", "noise", "adversarial"):
+            row.append(fmt_pct(_get(refs, ref, "success")))
+        n_warn = len(r.get("warnings") or [])
+        row.append(f"[yellow]{n_warn}[/yellow]" if n_warn else "0")
+        row += [fmt_int(r.get("queries")), fmt_float(r.get("seconds"), digits=1)]
         table.add_row(*row)
     return table
+
+
+def result_warnings(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The distinct warnings of the results, each once, prefixed with the target it concerns."""
+    seen: dict[str, None] = {}
+    for r in results:
+        who = str(r.get("defense_label") or r.get("defense") or MISSING)
+        for w in r.get("warnings") or []:
+            seen.setdefault(f"{who}: {w}", None)
+    return list(seen)
 
 
 def _first(*values: Any) -> Any:
