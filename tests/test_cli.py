@@ -201,6 +201,12 @@ def test_list(capsys):
         (["run", "--seed", "x"], "Invalid value for '--seed'"),
         (["run", "--bogus"], "No such option"),
         (["runs", "--out", "/no/such/place"], "no store at"),
+        # the spec is built against the protocol's image shape before the store is opened
+        (["run", "--resolution", "12", "--attack", "gmi"], "attack 'gmi' on digits (1, 12, 12)"),
+        (["run", "--resolution", "30", "--attack", "mi-face"], "evaluator 'vit' on digits"),
+        (["run", "--label", "7"], "labels [7] out of range"),
+        (["run", "--attack", "gmi:iterations=true"], "must be of type int"),
+        (["run", "--metrics", "success,bogus"], "unknown metric key 'bogus'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, argv, match):

@@ -49,7 +49,7 @@ def test_unknown_parameter_lists_the_allowed_ones():
 def test_types_are_strict_no_silent_coercion():
     # the CLI and YAML hand over typed values (yaml scalars); a string or a bool where a number
     # is declared is a mistake, not a 7 or a 1
-    with pytest.raises(ConfigError, match="The 'steps' parameter of method '?.*must be of type"):
+    with pytest.raises(ConfigError, match="'steps' parameter of attack 'thing' must be of type"):
         _Thing(steps="7")
     with pytest.raises(ConfigError, match="must be of type int"):
         _Thing(steps=True)

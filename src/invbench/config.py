@@ -111,7 +111,7 @@ class EvaluatorSpec(BaseModel):
     arch: str | None = Field(None, description="standard evaluator (default: resnet)")
     epochs: StrictInt = Field(40, ge=1, description="training epochs of each standard evaluator")
     others: list[str] = Field(
-        default_factory=lambda: ["vit"],
+        default_factory=lambda: ["vit", "mlp"],
         description="more evaluator families for the ensemble; the first is feat_dist's extractor",
     )
     robust: RobustSpec = Field(default_factory=RobustSpec)

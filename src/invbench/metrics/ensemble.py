@@ -49,9 +49,9 @@ class EnsembleAccuracy(Metric):
 
     Returns ``acc1_<name>`` for every member of ``ctx.ensemble`` (e.g. ``acc1_resnet``,
     ``acc1_vit``, ``acc1_robust``), ``ensemble_acc1`` (a reconstruction counts when more than
-    half of the members give its label: 2 of 3) and ``agreement`` (the fraction of images on
-    which every member gives the same label, whatever it is). Accuracies are averaged per class
-    first, as ``acc1``. Higher is better for the attacker, but only ``success`` says whether
+    half of the members give its label: 3 of the default 4) and ``agreement`` (the fraction of
+    images on which every member gives the same label, whatever it is). Accuracies are
+    averaged per class first, as ``acc1``. Higher is better for the attacker, but only ``success`` says whether
     the images are close to the private data.
 
     Feature space: each member's logits, with test-time augmentation when the context's

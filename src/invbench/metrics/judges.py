@@ -3,8 +3,8 @@
 :func:`build_judges` trains (or loads from the cache) every evaluator a run needs —
 
 * the **standard** evaluator (``resnet`` by default; MIBench's evaluation model),
-* the **others**, independently trained evaluators of other families (``vit`` by default; the
-  first is the ``feat_dist`` extractor),
+* the **others**, independently trained evaluators of other families (``vit`` and ``mlp`` by
+  default; the first is the ``feat_dist`` extractor),
 * the **robust** evaluator, adversarially trained (``dense`` by default),
 
 — forms the voting ensemble (standard, others, robust), splits the held-out private images into
@@ -49,7 +49,7 @@ def build_judges(
     Example::
 
         ctx, ref_index = build_judges(protocol, EvaluatorSpec(epochs=5), seed=0)
-        ctx.ensemble   # (resnet, vit, robust) evaluators
+        ctx.ensemble   # (resnet, vit, mlp, robust) evaluators
     """
     from invbench.adversarial import default_adversarial
 
