@@ -51,8 +51,8 @@ class EnsembleAccuracy(Metric):
     ``acc1_vit``, ``acc1_robust``), ``ensemble_acc1`` (a reconstruction counts when more than
     half of the members give its label: 3 of the default 4) and ``agreement`` (the fraction of
     images on which every member gives the same label, whatever it is). Accuracies are
-    averaged per class first, as ``acc1``. Higher is better for the attacker, but only ``success`` says whether
-    the images are close to the private data.
+    averaged per class first, as ``acc1``. Higher is better for the attacker, but only
+    ``success`` says whether the images are close to the private data.
 
     Feature space: each member's logits, with test-time augmentation when the context's
     members are asked for it (``tta``: identity and 1-px shifts, softmax averaged).
