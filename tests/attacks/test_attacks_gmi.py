@@ -9,7 +9,7 @@ from torch import Tensor, nn
 import invbench.training
 from invbench.access import BlackBox, LabelOnly, WhiteBox
 from invbench.attacks import GMI, MIFace
-from invbench.bench.cache import Cache
+from invbench.cache import Cache
 from invbench.data import Protocol, Split
 from invbench.errors import AccessError, ConfigError, DataError
 from invbench.models import make_classifier

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from invbench.bench.cache import Cache
 from invbench.bench.store import Store, spec_hash, versions
+from invbench.cache import Cache
 from invbench.errors import DataError
 
 SPEC = {"dataset": "digits", "defense": {"name": "mid", "params": {"beta": 0.01}}, "seed": 0}

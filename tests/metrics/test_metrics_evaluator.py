@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 import invbench.training
 from invbench.adversarial import AdversarialTraining, default_adversarial
-from invbench.bench.cache import Cache
+from invbench.cache import Cache
 from invbench.data.protocol import ImageData, Protocol, make_protocol
 from invbench.errors import ConfigError, DataError
 from invbench.metrics import (

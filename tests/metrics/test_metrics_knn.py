@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from invbench.bench.cache import Cache
+from invbench.cache import Cache
 from invbench.data.protocol import Protocol, Split
 from invbench.errors import DataError
 from invbench.metrics import EvalContext, Evaluator, evaluate

@@ -21,7 +21,7 @@ from invbench.params import Configurable
 from invbench.types import Reconstruction
 
 if TYPE_CHECKING:
-    from invbench.bench.cache import Cache
+    from invbench.cache import Cache
     from invbench.data.protocol import Split
 
 

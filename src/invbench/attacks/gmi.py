@@ -25,7 +25,7 @@ from invbench.progress import log, progress_bar
 from invbench.registry import register_attack
 
 if TYPE_CHECKING:
-    from invbench.bench.cache import Cache
+    from invbench.cache import Cache
     from invbench.models import Discriminator, Generator
 
 #: progress-bar refresh interval in optimisation steps (the only host sync in the loop)
@@ -52,7 +52,7 @@ class GMI(Attack):
 
     :meth:`prepare` trains a WGAN-GP generator ``G`` and critic ``D`` on the public split
     only (:func:`invbench.models.make_gan`, :func:`invbench.training.train_wgan_gp`),
-    cached by content when a :class:`~invbench.bench.cache.Cache` is given: the key holds a
+    cached by content when a :class:`~invbench.cache.Cache` is given: the key holds a
     hash of the public images and labels, the image shape, the prior's hyperparameters and
     the seed. :meth:`invert` then searches latents ``z`` for each label ``y``::
 

@@ -29,8 +29,8 @@ from invbench import __version__
 from invbench._io import atomic_path
 from invbench.access import make_access
 from invbench.attacks.base import Attack
-from invbench.bench.cache import Cache
 from invbench.bench.store import Store, spec_hash, versions
+from invbench.cache import Cache
 from invbench.config import RunSpec, build_method, check_device
 from invbench.data import load_protocol
 from invbench.data.protocol import Protocol

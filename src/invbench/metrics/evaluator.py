@@ -36,7 +36,7 @@ from invbench.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from invbench.adversarial import AdversarialTraining
-    from invbench.bench.cache import Cache
+    from invbench.cache import Cache
     from invbench.data.protocol import Protocol
 
 _FEATURE_KIND = "evaluator-features"
@@ -88,7 +88,7 @@ class Evaluator:
         image_shape: ``(C, H, W)`` of the protocol's images.
         accuracy: top-1 accuracy on the protocol's ``private_test`` split, in [0, 1].
         batch_size: images per forward pass in :meth:`logits` / :meth:`features`.
-        cache: optional :class:`~invbench.bench.cache.Cache` for private features.
+        cache: optional :class:`~invbench.cache.Cache` for private features.
         cache_key: the evaluator's own cache key (set by :func:`train_evaluator`); private
             features are cached only when both ``cache`` and ``cache_key`` are given.
         name: how reports call it (``acc1_<name>``); default ``arch`` (``"robust"`` for the
@@ -287,7 +287,7 @@ def train_evaluator(
         seed: the run's seed (see above for the evaluator's own).
         epochs, batch_size, lr: Adam training schedule.
         device: where to train and run the evaluator.
-        cache: a :class:`~invbench.bench.cache.Cache`; kind ``"evaluator"``; the key holds the
+        cache: a :class:`~invbench.cache.Cache`; kind ``"evaluator"``; the key holds the
             protocol, arch, name, schedule, seed and adversarial settings.
         quiet: silence the training progress bar.
         adversarial: adversarial-training settings (default None: standard training).

@@ -26,7 +26,7 @@ from invbench.metrics.success import calibrate_thresholds
 from invbench.progress import log
 
 if TYPE_CHECKING:
-    from invbench.bench.cache import Cache
+    from invbench.cache import Cache
     from invbench.config import EvaluatorSpec
     from invbench.data.protocol import Protocol
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from invbench.bench import cache as cache_mod
-from invbench.bench.cache import FORMAT_VERSION, Cache, CacheWarning, canonical_json
+from invbench import cache as cache_mod
+from invbench.cache import FORMAT_VERSION, Cache, CacheWarning, canonical_json
 
 PARTS = {"dataset": "digits", "arch": "cnn-s", "seed": 0, "lr": 1e-3, "shape": (1, 8, 8)}
 
