@@ -125,3 +125,33 @@ def test_explicitly_named_metric_needs_its_evaluators():
         evaluate(rec, EvalContext(protocol=p, standard=ev), metrics=["success"])
     # by default, metrics the context cannot serve are left out, the others run
     assert "acc1" in evaluate(rec, EvalContext(protocol=p, standard=ev))
+
+
+def test_judge_computes_votes_and_robust_features_once_per_reconstruction():
+    tx = torch.tensor([[[[0.0, 0.0]]], [[[1.0, 1.0]]]])
+    p = _protocol(tx, torch.tensor([0, 1]))
+    table = torch.tensor([[5.0, 0.0], [0.0, 5.0], [0.0, 5.0]])
+    members = (_ev(table, "a"), _ev(table, "b"), _ev(table, "robust"))
+    calls = {"forward": 0, "features": 0}
+    for ev in members:
+        fwd, feat = ev.model.forward, ev.model.features
+
+        def counted_forward(x, _f=fwd):
+            calls["forward"] += 1
+            return _f(x)
+
+        def counted_features(x, _f=feat):
+            calls["features"] += 1
+            return _f(x)
+
+        ev.model.forward, ev.model.features = counted_forward, counted_features
+    ctx = EvalContext(protocol=p, standard=members[0], robust=members[2], ensemble=members,
+                      thresholds=torch.tensor([0.1, 0.1], dtype=torch.float64), tta=False)
+    rec = Reconstruction(images=tx.clone(), labels=torch.tensor([0, 1]), scores=torch.zeros(2))
+    members[2].private_features(p)  # the private side is cached by the evaluator itself
+    calls.update(forward=0, features=0)
+    j = judge(rec, ctx, metrics=["success", "ensemble", "fid", "prdc"])
+    assert j.scores["success"] == 1.0
+    assert calls["forward"] == 3  # one vote per member, shared by success and ensemble
+    assert calls["features"] == 1  # success, fid and prdc share the robust features
+    assert ctx._memo is None  # nothing outlives the judgement

@@ -84,5 +84,5 @@ def robust_feature_sets(recon: Reconstruction, ctx: EvalContext) -> tuple[Tensor
         )
     real_feats, real_labels = ev.private_features(ctx.protocol)
     idx = balanced_real_index(recon.labels, real_labels)
-    fake = ev.features(recon.images)
+    fake = ctx.memoized("robust_features", lambda: ev.features(recon.images))
     return fake, real_feats[idx.to(real_feats.device)]

@@ -176,8 +176,14 @@ def judge(
     n = len(recon)
     scores: dict[str, float | None] = {}
     per_image: dict[str, Tensor] = {}
-    for metric in _chosen(ctx, metrics):
-        for key, value in metric.compute(recon, ctx).items():
+    chosen = _chosen(ctx, metrics)
+    ctx._memo = {}
+    try:
+        outputs = [(metric, metric.compute(recon, ctx)) for metric in chosen]
+    finally:
+        ctx._memo = None
+    for metric, output in outputs:
+        for key, value in output.items():
             if key in scores or key in per_image:
                 raise RuntimeError(f"metric '{metric.name}' returns '{key}', already reported")
             if isinstance(value, Tensor):

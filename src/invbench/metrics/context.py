@@ -20,14 +20,17 @@ Any of the optional members may be ``None``/empty; a metric that needs one decla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import Tensor
 
 if TYPE_CHECKING:
     from invbench.data.protocol import Protocol
     from invbench.metrics.evaluator import Evaluator
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,6 +54,22 @@ class EvalContext:
     threshold_quantile: float | None = None
     #: whether ensemble members vote with test-time augmentation (small shifts)
     tta: bool = True
+    #: per-judgement memo (set by :func:`~invbench.metrics.base.judge` for one reconstruction)
+    _memo: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def memoized(self, key: str, fn: Callable[[], T]) -> T:
+        """``fn()``, computed once per ``key`` while one reconstruction is being judged.
+
+        Several metrics need the same expensive quantity of the same images (the ensemble's
+        votes, the robust evaluator's features); :func:`~invbench.metrics.base.judge` opens a
+        memo for the reconstruction it judges, so each is computed once. Outside ``judge`` (a
+        metric's ``compute`` called directly) nothing is remembered.
+        """
+        if self._memo is None:
+            return fn()
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
 
     def available(self) -> set[str]:
         """Names of the optional members that are present (``"robust"``, ``"ensemble"``...)."""

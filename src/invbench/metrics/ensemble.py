@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 
 def ensemble_votes(recon: Reconstruction, ctx: EvalContext, *, tta: bool = True) -> Tensor:
     """Each member's label for each image: (M, N) int64 on the CPU (members in ``ctx`` order)."""
-    preds = [ev.predict(recon.images, tta=tta).cpu().long() for ev in ctx.ensemble]
-    return torch.stack(preds)
+
+    def votes() -> Tensor:
+        return torch.stack([ev.predict(recon.images, tta=tta).cpu().long() for ev in ctx.ensemble])
+
+    return ctx.memoized(f"ensemble_votes(tta={tta})", votes)
 
 
 def majority_hit(votes: Tensor, labels: Tensor) -> Tensor:

@@ -58,11 +58,17 @@ def wilson_interval(successes: int, n: int, *, z: float = 1.959963984540054) -> 
     return lo, hi
 
 
-def robust_distances(images: Tensor, labels: Tensor, ctx: EvalContext) -> Tensor:
-    """Squared L2 in robust-evaluator features to the nearest same-class private train image."""
+def robust_distances(
+    images: Tensor, labels: Tensor, ctx: EvalContext, *, feats: Tensor | None = None
+) -> Tensor:
+    """Squared L2 in robust-evaluator features to the nearest same-class private train image.
+
+    ``feats``: the robust features of ``images`` when already computed.
+    """
     robust: Evaluator = ctx.robust  # type: ignore[assignment]
     train_f, train_y = robust.private_features(ctx.protocol)
-    feats = robust.features(images)
+    if feats is None:
+        feats = robust.features(images)
     return nearest_same_class_sq_dist(feats, labels.to(feats.device).long(), train_f, train_y).cpu()
 
 
@@ -118,7 +124,9 @@ class VerifiedSuccess(Metric):
                 "undefined (use a larger test_fraction or max_per_class)"
             )
         votes = ensemble_votes(recon, ctx, tta=ctx.tta)
-        dist = robust_distances(recon.images, labels, ctx)
+        robust: Evaluator = ctx.robust  # type: ignore[assignment]
+        feats = ctx.memoized("robust_features", lambda: robust.features(recon.images))
+        dist = robust_distances(recon.images, labels, ctx, feats=feats)
         close = dist <= thresholds[labels]
         hit = majority_hit(votes, labels) & close
         k, n = int(hit.sum()), int(hit.numel())
