@@ -1,0 +1,19 @@
+"""Training loops shared by defenses, attacks and metrics.
+
+- :func:`train_classifier`: mini-batch Adam on a classifier with any per-batch loss (a
+  defense passes its own, e.g. cross-entropy plus an information bottleneck term),
+  optionally on adversarial examples (PGD or FGSM-RS, :mod:`invbench.adversarial`).
+- :func:`train_wgan_gp`: a WGAN-GP image prior (Gulrajani et al. 2017, "Improved Training
+  of Wasserstein GANs", https://arxiv.org/abs/1704.00028) from public data.
+- :func:`evaluate_accuracy`: batched top-1 accuracy.
+
+All loops are seeded (same seed and same initial weights give the same trained weights on
+CPU), device-agnostic, show a progress bar unless ``quiet`` and synchronise with the host
+only every few steps, for that bar.
+"""
+
+from invbench.training._common import LossFn, default_max_shift
+from invbench.training.classifier import evaluate_accuracy, train_classifier
+from invbench.training.wgan import train_wgan_gp
+
+__all__ = ["LossFn", "default_max_shift", "evaluate_accuracy", "train_classifier", "train_wgan_gp"]
