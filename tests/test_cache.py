@@ -323,3 +323,25 @@ def test_sidecar_without_digest_is_a_miss(tmp_path: Path) -> None:
 def test_digest_is_a_reserved_meta_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="reserved"):
         Cache(tmp_path).save_modules("t", Cache.key(PARTS), {"model": _net()}, {"sha256": "0"})
+
+
+def test_a_view_reaches_only_its_owners_entries(tmp_path) -> None:
+    import pytest as _pytest
+    from torch import nn as _nn
+
+    cache = Cache(tmp_path)
+    mine, other = cache.view("attack-a"), cache.view("attack-b")
+    m = _nn.Linear(2, 2)
+    meta, hit = mine.get_or_create("gan", {"x": 1}, {"m": m}, lambda: {"note": "built"})
+    assert not hit and meta["note"] == "built"
+    # the same kind and parts in another view, or in the full cache, are other entries
+    _, hit_other = other.get_or_create("gan", {"x": 1}, {"m": _nn.Linear(2, 2)}, lambda: None)
+    _, hit_full = cache.get_or_create("gan", {"x": 1}, {"m": _nn.Linear(2, 2)}, lambda: None)
+    assert not hit_other and not hit_full
+    _, hit_again = mine.get_or_create("gan", {"x": 1}, {"m": _nn.Linear(2, 2)}, lambda: None)
+    assert hit_again
+    assert mine.path("gan", Cache.key({"x": 1})).is_relative_to(tmp_path / "views" / "attack-a")
+    with _pytest.raises(TypeError):
+        mine.view("attack-b")
+    with _pytest.raises(ValueError):
+        cache.view("../targets")

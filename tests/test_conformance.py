@@ -54,10 +54,14 @@ def test_attack_contract(name, target_kind, request, digits_protocol):
     def run(seed: int):
         atk = cls(**FAST.get(name, {}))
         reseed(target, 0)  # as the runner does before each attack
-        if atk.needs_public:
-            atk.prepare(p.public, image_shape=p.image_shape, seed=0)
         acc = make_access(cls.access, target, num_classes=p.num_classes, image_shape=p.image_shape)
-        return atk.invert(acc, [0, 3], per_label=2, seed=seed)
+        atk.prepare(p.public, access=acc, seed=0)
+        reseed(target, 0)
+        q0 = acc.queries
+        rec = atk.invert(acc, [0, 3], per_label=2, seed=seed)
+        assert rec.queries == acc.queries - q0, "a row's queries count invert only"
+        assert atk.prepare_queries_ == q0, "prepare's queries are counted apart"
+        return rec
 
     a, b = run(7), run(7)
     assert a.images.shape == (4, *p.image_shape)
@@ -70,6 +74,8 @@ def test_attack_contract(name, target_kind, request, digits_protocol):
         acc = make_access(level, target, num_classes=p.num_classes, image_shape=p.image_shape)
         with pytest.raises(AccessError):
             cls(**FAST.get(name, {})).invert(acc, [0], per_label=1)
+        with pytest.raises(AccessError):
+            cls(**FAST.get(name, {})).prepare(p.public, access=acc)
 
 
 @pytest.mark.parametrize("name", DEFENSES.names())

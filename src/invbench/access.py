@@ -15,6 +15,7 @@ Each counts queries (one per image) and can enforce a budget, raising
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import ClassVar, Literal
 
@@ -35,6 +36,20 @@ def _module_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def model_fingerprint(model: nn.Module) -> str:
+    """A hash (32 hex chars) of a module's class, parameters and buffers: its identity.
+
+    Two modules with the same class and state give the same fingerprint, whatever object
+    holds them. Used in the cache keys of priors that were learned by querying a target.
+    """
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
 class Access:
     """Base of the three access levels: query counting, budget, input checks."""
 
@@ -47,6 +62,8 @@ class Access:
         image_shape: tuple[int, int, int],
         device: torch.device,
         budget: int | None = None,
+        target_key: str | None = None,
+        fingerprint: Callable[[], str] | None = None,
     ) -> None:
         if budget is not None and budget < 1:
             raise AccessError(f"query budget must be a positive integer, got {budget}")
@@ -55,6 +72,41 @@ class Access:
         self.device = torch.device(device)
         self.budget = budget
         self.queries = 0
+        self._target_key = target_key
+        self._fingerprint_fn = fingerprint
+
+    def fingerprint(self) -> str:
+        """The target's identity for cache keys of priors that queried it.
+
+        The ``target_key`` given at construction (the runner passes the target's cache key),
+        else a hash of the target's weights (:func:`model_fingerprint`), computed once. It
+        reveals nothing about the weights.
+        """
+        if self._target_key is None:
+            if self._fingerprint_fn is None:
+                raise AccessError(
+                    f"this {self.level} access has no target identity; pass target_key="
+                )
+            self._target_key = self._fingerprint_fn()
+        return self._target_key
+
+    def charge(self, n: int) -> None:
+        """Count ``n`` queries spent elsewhere against the budget.
+
+        A prior loaded from the cache was built with queries to this target; charging them
+        makes a warm run report, and be limited by, the same numbers as a cold one.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise AccessError(f"charge: n must be an int >= 0, got {n!r}")
+        self._spend(n)
+
+    def _spend(self, n: int) -> None:
+        if self.budget is not None and self.queries + n > self.budget:
+            raise QueryBudgetExceeded(
+                f"{self.level} query budget of {self.budget} exceeded "
+                f"({self.queries} used, {n} more asked)"
+            )
+        self.queries += n
 
     def _count(self, x: Tensor) -> None:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
@@ -62,13 +114,7 @@ class Access:
                 f"{self.level} query: expected images of shape "
                 f"(N, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}"
             )
-        n = int(x.shape[0])
-        if self.budget is not None and self.queries + n > self.budget:
-            raise QueryBudgetExceeded(
-                f"{self.level} query budget of {self.budget} exceeded "
-                f"({self.queries} used, {n} more asked)"
-            )
-        self.queries += n
+        self._spend(int(x.shape[0]))
 
     @staticmethod
     def allows(granted: str, needed: str) -> bool:
@@ -91,12 +137,15 @@ class WhiteBox(Access):
         num_classes: int,
         image_shape: tuple[int, int, int],
         budget: int | None = None,
+        target_key: str | None = None,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
             image_shape=image_shape,
             device=_module_device(model),
             budget=budget,
+            target_key=target_key,
+            fingerprint=lambda: model_fingerprint(model),
         )
         self.model = model.eval()
 
@@ -129,12 +178,15 @@ class _QueryAccess(Access):
         image_shape: tuple[int, int, int],
         output: Callable[[Tensor], Tensor],
         budget: int | None = None,
+        target_key: str | None = None,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
             image_shape=image_shape,
             device=_module_device(model),
             budget=budget,
+            target_key=target_key,
+            fingerprint=lambda: model_fingerprint(model),
         )
         model.eval()
 
@@ -162,13 +214,19 @@ class BlackBox(_QueryAccess):
         image_shape: tuple[int, int, int],
         output_transform: OutputTransform | None = None,
         budget: int | None = None,
+        target_key: str | None = None,
     ) -> None:
         def output(logits: Tensor) -> Tensor:
             p = torch.softmax(logits, dim=1)
             return output_transform(p) if output_transform is not None else p
 
         super().__init__(
-            model, num_classes=num_classes, image_shape=image_shape, output=output, budget=budget
+            model,
+            num_classes=num_classes,
+            image_shape=image_shape,
+            output=output,
+            budget=budget,
+            target_key=target_key,
         )
 
     def predict_proba(self, x: Tensor) -> Tensor:
@@ -194,6 +252,7 @@ class LabelOnly(_QueryAccess):
         num_classes: int,
         image_shape: tuple[int, int, int],
         budget: int | None = None,
+        target_key: str | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -201,6 +260,7 @@ class LabelOnly(_QueryAccess):
             image_shape=image_shape,
             output=lambda logits: logits.argmax(dim=1),
             budget=budget,
+            target_key=target_key,
         )
 
     def predict_label(self, x: Tensor) -> Tensor:
@@ -237,20 +297,25 @@ def make_access(
     image_shape: tuple[int, int, int],
     budget: int | None = None,
     output_transform: OutputTransform | None = None,
+    target_key: str | None = None,
 ) -> Access:
-    """Wrap ``model`` in the access object for ``level`` (what the runner hands an attack)."""
+    """Wrap ``model`` in the access object for ``level`` (what the runner hands an attack).
+
+    ``target_key`` names the target for cache keys (:meth:`Access.fingerprint`); without it
+    the fingerprint is a hash of the model's weights.
+    """
+    common = {
+        "num_classes": num_classes,
+        "image_shape": image_shape,
+        "budget": budget,
+        "target_key": target_key,
+    }
     if level == "white-box":
         if output_transform is not None:
             raise AccessError("an output transform cannot apply to white-box access")
-        return WhiteBox(model, num_classes=num_classes, image_shape=image_shape, budget=budget)
+        return WhiteBox(model, **common)  # type: ignore[arg-type]
     if level == "black-box":
-        return BlackBox(
-            model,
-            num_classes=num_classes,
-            image_shape=image_shape,
-            output_transform=output_transform,
-            budget=budget,
-        )
+        return BlackBox(model, output_transform=output_transform, **common)  # type: ignore[arg-type]
     if level == "label-only":
-        return LabelOnly(model, num_classes=num_classes, image_shape=image_shape, budget=budget)
+        return LabelOnly(model, **common)  # type: ignore[arg-type]
     raise AccessError(f"unknown access level '{level}'; choose one of: {', '.join(LEVELS)}")

@@ -134,6 +134,16 @@ class Cache:
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"
 
+    def view(self, owner: str) -> CacheView:
+        """A cache limited to ``owner``'s entries (what the runner hands an attack).
+
+        Entries of a view live under ``root/views/<owner>/``; the view's methods reach
+        nothing else, so an attack cannot read or overwrite a target, an evaluator or another
+        attack's prior. ``owner`` is a plain name (letters, digits, ``._-``), e.g.
+        ``"attack-gmi"``.
+        """
+        return CacheView(self, owner)
+
     # ---- keys and paths
 
     @staticmethod
@@ -354,3 +364,28 @@ class Cache:
         self._write(kind, key, flat, meta, parts)
         return self.path(kind, key)
 
+
+class CacheView(Cache):
+    """The part of a :class:`Cache` that one owner (an attack) may use: its own entries.
+
+    It has the whole :class:`Cache` interface (``get_or_create``, ``load_modules``,
+    ``save_tensors``, ...) rooted at ``<cache root>/views/<owner>``. Build it with
+    :meth:`Cache.view`.
+
+    Example::
+
+        view = Cache("runs/x/cache").view("attack-kedmi")
+        meta, hit = view.get_or_create("gan", parts, {"generator": g}, create)
+    """
+
+    def __init__(self, cache: Cache, owner: str) -> None:
+        _check_name(owner, "cache view owner")
+        super().__init__(cache.root / "views" / owner)
+        self.owner = owner
+
+    def __repr__(self) -> str:
+        return f"CacheView({self.owner!r})"
+
+    def view(self, owner: str) -> CacheView:
+        """Views do not nest: an owner gets one view, from the full cache."""
+        raise TypeError("a cache view cannot hand out other views; use Cache.view")

@@ -30,9 +30,9 @@ def setup(digits_protocol: Protocol, digits_target: nn.Module,
         evaluator = make_classifier("resnet", image_shape=SHAPE, num_classes=K)
     train_classifier(evaluator, digits_protocol.private_train.x, digits_protocol.private_train.y,
                      epochs=5, seed=1)
-    cache = Cache(tmp_path_factory.mktemp("gmi-cache"))
+    cache = Cache(tmp_path_factory.mktemp("gmi-cache")).view("attack-gmi")
     attack = GMI(gan_steps=GAN_STEPS, iterations=150)
-    attack.prepare(digits_protocol.public, image_shape=SHAPE, cache=cache, seed=0)
+    attack.prepare(digits_protocol.public, access=_white(digits_target), cache=cache, seed=0)
     return digits_protocol, digits_target.eval(), evaluator.eval(), attack, cache
 
 
@@ -117,7 +117,8 @@ def test_deterministic_under_seed(setup) -> None:
 
 
 def test_prior_is_trained_on_public_data_only(setup, monkeypatch, tmp_path) -> None:
-    proto, *_ = setup
+    proto, target, *_ = setup
+    access = _white(target)
     seen: list[Tensor] = []
     real = invbench.training.train_wgan_gp
 
@@ -128,7 +129,7 @@ def test_prior_is_trained_on_public_data_only(setup, monkeypatch, tmp_path) -> N
     monkeypatch.setattr(invbench.training, "train_wgan_gp", spy)
     attack = GMI(gan_steps=2, gan_batch_size=8)
     cache = Cache(tmp_path)
-    attack.prepare(proto.public, image_shape=SHAPE, cache=cache, seed=0)
+    attack.prepare(proto.public, access=access, cache=cache, seed=0)
     assert len(seen) == 1 and torch.equal(seen[0], proto.public.x)
     assert set(proto.public.y.unique().tolist()) == {5, 6, 7, 8, 9}
     # no private training image is among what the GAN saw
@@ -143,17 +144,17 @@ def test_prior_is_trained_on_public_data_only(setup, monkeypatch, tmp_path) -> N
 
     # same prior parameters again: a cache hit, no training; search parameters do not matter
     again = GMI(gan_steps=2, gan_batch_size=8, iterations=10, lr=0.5)
-    again.prepare(proto.public, image_shape=SHAPE, cache=cache, seed=0)
+    again.prepare(proto.public, access=access, cache=cache, seed=0)
     assert len(seen) == 1
     for name, t in attack.generator_.state_dict().items():
         assert torch.equal(t, again.generator_.state_dict()[name]), name
     # a prior parameter or the seed changes the key
-    GMI(gan_steps=3, gan_batch_size=8).prepare(proto.public, image_shape=SHAPE, cache=cache)
-    GMI(gan_steps=2, gan_batch_size=8).prepare(proto.public, image_shape=SHAPE, cache=cache,
+    GMI(gan_steps=3, gan_batch_size=8).prepare(proto.public, access=access, cache=cache)
+    GMI(gan_steps=2, gan_batch_size=8).prepare(proto.public, access=access, cache=cache,
                                                seed=1)
     assert len(seen) == 3
     # preparing the same object again on the same data reuses its prior even without a cache
-    attack.prepare(proto.public, image_shape=SHAPE, seed=0)
+    attack.prepare(proto.public, access=access, seed=0)
     assert len(seen) == 3
 
 
@@ -165,8 +166,23 @@ def test_invert_before_prepare_is_a_config_error(setup) -> None:
 
 def test_prepare_rejects_public_images_of_the_wrong_shape(setup) -> None:
     proto, *_ = setup
+    with torch.random.fork_rng(devices=[]):
+        wide = make_classifier("cnn-m", image_shape=(1, 28, 28), num_classes=K)
+    access = WhiteBox(wide, num_classes=K, image_shape=(1, 28, 28))
     with pytest.raises(DataError, match="public images are"):
-        GMI(gan_steps=1).prepare(proto.public, image_shape=(1, 28, 28))
+        GMI(gan_steps=1).prepare(proto.public, access=access)
+
+
+def test_prior_queries_no_target_so_its_entry_is_shared_and_frozen(setup, tmp_path) -> None:
+    proto, target, *_ = setup
+    cache = Cache(tmp_path).view("attack-gmi")
+    access = _white(target)
+    attack = GMI(gan_steps=2, gan_batch_size=8)
+    attack.prepare(proto.public, access=access, cache=cache, seed=0)
+    assert attack.prepare_queries_ == 0 and access.queries == 0
+    assert "target" not in attack.prior_meta_["parts"]  # shared by every target
+    assert not any(p.requires_grad for p in attack.generator_.parameters())
+    assert not any(p.requires_grad for p in attack.discriminator_.parameters())
 
 
 @pytest.mark.parametrize("level", [BlackBox, LabelOnly])

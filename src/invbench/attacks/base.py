@@ -2,21 +2,28 @@
 
 An attack is a :class:`~invbench.params.Configurable` with a class attribute ``access``
 (the weakest access it needs: ``"white-box"``, ``"black-box"`` or ``"label-only"``), an
-optional :meth:`Attack.prepare` that learns priors from *public* data only, and one
-abstract method, :meth:`Attack._invert`. The public :meth:`Attack.invert` does the chores:
-checks the access level, expands labels by ``per_label``, seeds, validates the output.
+optional :meth:`Attack._prepare` that learns priors from public data and, where the attack's
+paper does, from queries to the target through the same access object ``invert`` gets, and
+one abstract method, :meth:`Attack._invert`. The public :meth:`Attack.prepare` and
+:meth:`Attack.invert` do the chores: check the access level and the public data, count the
+queries of each stage, expand labels by ``per_label``, seed, validate the output.
+
+Queries: a reconstruction's ``queries`` counts :meth:`invert` only; :attr:`prepare_queries_`
+counts :meth:`prepare` (stored with a cached prior, so a warm cache reports the same number
+and charges the same budget). One access object, and so one budget, covers both.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from invbench.access import LEVELS, Access
-from invbench.errors import AccessError, ConfigError
+from invbench.errors import AccessError, ConfigError, DataError
 from invbench.params import Configurable
 from invbench.types import Reconstruction
 
@@ -33,6 +40,9 @@ class Attack(Configurable):
     #: True when :meth:`prepare` must see public data (GAN priors and the like).
     needs_public: ClassVar[bool] = False
 
+    #: target queries spent by the last :meth:`prepare` (from the cache's record when loaded)
+    prepare_queries_: int = 0
+
     def check(self, *, image_shape: tuple[int, int, int]) -> None:
         """Raise a one-line :class:`ConfigError` if the attack cannot run on ``image_shape``.
 
@@ -40,17 +50,108 @@ class Attack(Configurable):
         prior supports only some resolutions (a GAN) overrides it.
         """
 
+    def _check_access(self, access: object) -> Access:
+        if not isinstance(access, Access):
+            raise AccessError(
+                f"attack '{self.name}' needs a {self.access} access object, "
+                f"got {type(access).__name__}"
+            )
+        if not Access.allows(access.level, self.access):
+            raise AccessError(
+                f"attack '{self.name}' needs {self.access} access, but was given "
+                f"{access.level} (order of strength: {' > '.join(LEVELS)})"
+            )
+        return access
+
     def prepare(
         self,
-        public: Split,
+        public: Split | None,
         *,
-        image_shape: tuple[int, int, int],
+        access: Access,
         cache: Cache | None = None,
-        device: torch.device | str = "cpu",
         seed: int = 0,
         quiet: bool = True,
     ) -> None:
-        """Learn priors from public data (default: nothing to learn)."""
+        """Learn the attack's priors (default: nothing to learn).
+
+        Arguments:
+            public: the protocol's public split (classes disjoint from the private ones);
+                required when :attr:`needs_public`, its images must match the target's shape.
+            access: the target, as the threat model allows (the same object ``invert`` gets);
+                the image shape and device come from it. Queries made here count in
+                :attr:`prepare_queries_` and against the access's budget.
+            cache: the attack's own cache (a :class:`~invbench.cache.CacheView` from the
+                runner) for priors, or ``None`` to train every time.
+            seed: seeds everything the preparation draws.
+            quiet: hide progress bars.
+        """
+        from invbench.data.protocol import Split, check_images
+
+        access = self._check_access(access)
+        if self.needs_public:
+            if not isinstance(public, Split):
+                raise DataError(
+                    f"attack '{self.name}' prepare: public must be a Split, got "
+                    f"{type(public).__name__}"
+                )
+            check_images(public.x, what=f"attack '{self.name}' public data")
+            if tuple(public.x.shape[1:]) != access.image_shape:
+                raise DataError(
+                    f"attack '{self.name}' prepare: public images are "
+                    f"{tuple(public.x.shape[1:])}, the target expects {access.image_shape}"
+                )
+        q0 = access.queries
+        self._prepare(public, access=access, cache=cache, seed=int(seed), quiet=quiet)
+        self.prepare_queries_ = access.queries - q0
+
+    def _prepare(
+        self,
+        public: Split | None,
+        *,
+        access: Access,
+        cache: Cache | None,
+        seed: int,
+        quiet: bool,
+    ) -> None:
+        """Learn priors (override); ``public`` and ``access`` are already checked."""
+
+    def cached_prior(
+        self,
+        cache: Cache | None,
+        *,
+        access: Access,
+        kind: str,
+        parts: Mapping[str, Any],
+        modules: Mapping[str, nn.Module],
+        create: Callable[[], Mapping[str, Any] | None],
+        uses_target: bool,
+    ) -> dict[str, Any]:
+        """Load ``modules`` from ``cache`` or build them with ``create()``; count its queries.
+
+        ``create()`` trains ``modules`` in place and may query the target through ``access``.
+        With ``uses_target`` the target's :meth:`~invbench.access.Access.fingerprint` joins
+        the key, so a prior learned from one target is never reused for another (a prior
+        learned from public data alone stays shared). The queries ``create()`` made are stored
+        in the entry's sidecar as ``prepare_queries``; on a cache hit the access is charged
+        that many, so :attr:`prepare_queries_` and the budget are the same warm or cold.
+        Returns the entry's metadata.
+        """
+        key_parts = dict(parts)
+        if uses_target:
+            key_parts["target"] = access.fingerprint()
+        q0 = access.queries
+
+        def counted() -> dict[str, Any]:
+            extra = dict(create() or {})
+            extra["prepare_queries"] = access.queries - q0
+            return extra
+
+        if cache is None:
+            return counted()
+        meta, hit = cache.get_or_create(kind, key_parts, modules, counted)
+        if hit:
+            access.charge(int(meta.get("prepare_queries", 0)))
+        return dict(meta)
 
     @abstractmethod
     def _invert(
@@ -68,16 +169,7 @@ class Attack(Configurable):
         quiet: bool = True,
     ) -> Reconstruction:
         """Reconstruct ``per_label`` images for each target label in ``labels``."""
-        if not isinstance(access, Access):
-            raise AccessError(
-                f"attack '{self.name}' needs a {self.access} access object, "
-                f"got {type(access).__name__}"
-            )
-        if not Access.allows(access.level, self.access):
-            raise AccessError(
-                f"attack '{self.name}' needs {self.access} access, but was given "
-                f"{access.level} (order of strength: {' > '.join(LEVELS)})"
-            )
+        self._check_access(access)
         lab = torch.as_tensor(labels, dtype=torch.long).flatten()
         if lab.numel() == 0:
             raise ConfigError("labels: give at least one target label to invert")

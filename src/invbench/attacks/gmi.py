@@ -18,10 +18,10 @@ from invbench.attacks.components import (
     select_best,
     target_confidence,
 )
-from invbench.data.protocol import Split, check_images
+from invbench.data.protocol import Split
 from invbench.errors import AccessError, ConfigError, DataError
 from invbench.params import Params as _Params
-from invbench.progress import log, progress_bar
+from invbench.progress import progress_bar
 from invbench.registry import register_attack
 
 if TYPE_CHECKING:
@@ -90,8 +90,8 @@ class GMI(Attack):
     Example::
 
         attack = GMI(gan_steps=500, iterations=200)
-        attack.prepare(protocol.public, image_shape=protocol.image_shape, seed=0)
         access = WhiteBox(model, num_classes=5, image_shape=(1, 8, 8))
+        attack.prepare(protocol.public, access=access, seed=0)
         rec = attack.invert(access, [0, 1], per_label=3, seed=0)
         rec.images.shape  # torch.Size([6, 1, 8, 8])
     """
@@ -161,41 +161,27 @@ class GMI(Attack):
             "seed": int(seed),
         }
 
-    def prepare(
+    def _prepare(
         self,
-        public: Split,
+        public: Split | None,
         *,
-        image_shape: tuple[int, int, int],
-        cache: Cache | None = None,
-        device: torch.device | str = "cpu",
-        seed: int = 0,
-        quiet: bool = True,
+        access: Access,
+        cache: Cache | None,
+        seed: int,
+        quiet: bool,
     ) -> None:
         """Train (or load from ``cache``) the WGAN-GP prior on the public split only.
 
-        Arguments:
-            public: the protocol's public split (classes disjoint from the private ones).
-            image_shape: ``(C, H, W)`` of the target's inputs; ``public`` must match it.
-            cache: where to look up / store the trained prior (kind ``"gan"``).
-            device: where to train and later run the generator.
-            seed: seeds the GAN's initial weights and its training.
-            quiet: hide the training progress bar.
+        The prior never queries the target, so its cache entry is shared by every target of
+        the same protocol (its key holds the public data, the image shape, the prior's
+        hyperparameters and the seed).
         """
         from invbench.models import make_gan
         from invbench.training import train_wgan_gp
 
-        if not isinstance(public, Split):
-            raise DataError(
-                f"attack '{self.name}' prepare: public must be a Split, got "
-                f"{type(public).__name__}"
-            )
-        check_images(public.x, what=f"attack '{self.name}' public data")
-        shape = tuple(int(s) for s in image_shape)
-        if tuple(public.x.shape[1:]) != shape:
-            raise DataError(
-                f"attack '{self.name}' prepare: public images are {tuple(public.x.shape[1:])}, "
-                f"the target expects {shape}"
-            )
+        assert isinstance(public, Split)  # checked by Attack.prepare (needs_public)
+        shape = access.image_shape
+        device = access.device
         p = self.params
         parts = self.prior_key_parts(public, image_shape=shape, seed=seed)
         if self.generator_ is not None and self.prior_parts_ == parts:
@@ -217,16 +203,13 @@ class GMI(Attack):
             )
             return {"losses": {k: float(v) for k, v in losses.items()}}
 
-        if cache is not None:
-            meta, hit = cache.get_or_create(
-                "gan", parts, {"generator": generator, "discriminator": critic}, create
-            )
-            log(f"{self.name}: GAN prior {'loaded from' if hit else 'saved to'} cache",
-                quiet=quiet)
-        else:
-            meta = create()
-        self.generator_ = generator.to(device).eval()
-        self.discriminator_ = critic.to(device).eval()
+        meta = self.cached_prior(
+            cache, access=access, kind="gan", parts=parts,
+            modules={"generator": generator, "discriminator": critic}, create=create,
+            uses_target=False,
+        )
+        self.generator_ = generator.to(device).eval().requires_grad_(False)
+        self.discriminator_ = critic.to(device).eval().requires_grad_(False)
         self.prior_meta_ = dict(meta)
         self.prior_parts_ = parts
 
@@ -240,7 +223,7 @@ class GMI(Attack):
         if self.generator_ is None or self.discriminator_ is None:
             raise ConfigError(
                 f"attack '{self.name}' has no GAN prior yet: call "
-                "prepare(protocol.public, image_shape=...) before invert()"
+                "prepare(protocol.public, access=...) before invert()"
             )
         gen_shape = tuple(self.generator_.image_shape)
         if gen_shape != access.image_shape:

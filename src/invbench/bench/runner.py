@@ -71,6 +71,8 @@ class RunContext:
     judges: EvalContext | None = None
     ref_index: Tensor | None = None
     targets: dict[str, tuple[nn.Module, float]] = field(default_factory=dict)
+    #: the cache key of each trained target (its identity for priors that query it)
+    target_keys: dict[str, str] = field(default_factory=dict)
     references: dict[str, dict[str, Judgement]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -186,6 +188,7 @@ def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
         return {"defense": defense.name}
 
     _meta, hit = ctx.cache.get_or_create("target", parts, {"model": model}, create)
+    ctx.target_keys[label] = ctx.cache.key(parts)
     model = model.to(ctx.device).eval()
     reseed(model, s.seed)
     acc = target_accuracy(model, ctx.protocol.private_test, device=ctx.device)
@@ -381,24 +384,25 @@ def _execute(
     refs = _references(ctx, defense, model)
     cell = f"{method_label(defense)} x {method_label(attack)}"
 
-    t1 = time.perf_counter()
-    torch.manual_seed(s.seed)
-    attack.prepare(
-        ctx.protocol.public,
-        image_shape=ctx.protocol.image_shape,
-        cache=ctx.cache,
-        device=ctx.device,
-        seed=s.seed,
-        quiet=ctx.quiet,
-    )
-    t_prepare = _timed(ctx, f"prepare {method_label(attack)}", t1)
     access = make_access(
         attack.access,
         model,
         num_classes=ctx.protocol.num_classes,
         image_shape=ctx.protocol.image_shape,
         budget=s.budget,
+        target_key=ctx.target_keys[_target_label(defense)],
     )
+    t1 = time.perf_counter()
+    torch.manual_seed(s.seed)
+    reseed(model, s.seed)
+    attack.prepare(
+        ctx.protocol.public,
+        access=access,
+        cache=ctx.cache.view(f"attack-{attack.name}"),
+        seed=s.seed,
+        quiet=ctx.quiet,
+    )
+    t_prepare = _timed(ctx, f"prepare {method_label(attack)}", t1)
     t1 = time.perf_counter()
     torch.manual_seed(s.seed)
     reseed(model, s.seed)
@@ -436,6 +440,7 @@ def _execute(
         "reference_sizes": {name: refs[name].n for name in REFERENCES},
         "warnings": warnings,
         "queries": rec.queries,
+        "prepare_queries": attack.prepare_queries_,
         "seconds": round(seconds, 3),
         "timings": {"prepare": t_prepare, "invert": t_invert, "metrics": t_metrics},
         "artifacts": artifacts,
