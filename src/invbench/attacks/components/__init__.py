@@ -7,6 +7,12 @@ L2 penalty), keep the *best restart* per requested image. Keeping these stages a
 objects makes combinations such as GMI + LOMMA's logit loss a configuration
 (``GMI(identity_loss="logit")``) rather than a copy of the attack.
 
+Modules: ``latents`` (samplers; KEDMI's learnable :class:`LatentGaussian`), ``losses``
+(identity losses), ``priors`` (TV, L2), ``optim`` (:func:`make_optimizer` by name,
+:class:`NesterovSGD`), ``augment`` (differentiable crops, flips, shifts, jitter;
+:func:`make_augment`), ``selection`` (restarts, initial/final selection, confidence under
+augmentation), ``batching`` (:func:`chunked`).
+
 All functions are batched, device-agnostic and free of host synchronisation, so they can
 be called inside an optimisation loop. Per-sample losses are returned as ``(B,)`` tensors;
 attacks sum them, so each image's (or latent's) gradient does not depend on how many
@@ -22,7 +28,22 @@ Example::
     (torch.Size([8, 100]), torch.Size([8]))
 """
 
-from invbench.attacks.components.latents import GaussianLatent
+from invbench.attacks.components.augment import (
+    AUGMENTS,
+    Augment,
+    Compose,
+    Jitter,
+    RandomFlip,
+    RandomResizedCrop,
+    RandomShift,
+    crop_resize,
+    hflip,
+    make_augment,
+    roll,
+    shift,
+)
+from invbench.attacks.components.batching import chunked
+from invbench.attacks.components.latents import GaussianLatent, LatentGaussian
 from invbench.attacks.components.losses import (
     IDENTITY_LOSSES,
     ConfidenceIdentity,
@@ -33,23 +54,48 @@ from invbench.attacks.components.losses import (
     make_identity_loss,
     target_confidence,
 )
-from invbench.attacks.components.optim import NesterovSGD
+from invbench.attacks.components.optim import OPTIMIZERS, NesterovSGD, make_optimizer
 from invbench.attacks.components.priors import l2_prior, total_variation
-from invbench.attacks.components.selection import expand_restarts, select_best
+from invbench.attacks.components.selection import (
+    confidence_under_augmentation,
+    expand_restarts,
+    final_selection,
+    initial_selection,
+    select_best,
+)
 
 __all__ = [
+    "AUGMENTS",
+    "Augment",
+    "Compose",
     "ConfidenceIdentity",
     "CrossEntropyIdentity",
     "GaussianLatent",
     "IDENTITY_LOSSES",
     "IdentityLoss",
+    "Jitter",
+    "LatentGaussian",
     "LogitIdentity",
     "MaxMarginIdentity",
     "NesterovSGD",
+    "OPTIMIZERS",
+    "RandomFlip",
+    "RandomResizedCrop",
+    "RandomShift",
+    "chunked",
+    "confidence_under_augmentation",
+    "crop_resize",
     "expand_restarts",
+    "final_selection",
+    "hflip",
+    "initial_selection",
     "l2_prior",
+    "make_augment",
     "make_identity_loss",
+    "make_optimizer",
+    "roll",
     "select_best",
+    "shift",
     "target_confidence",
     "total_variation",
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Literal
+
 import torch
 from torch import Tensor
 
@@ -53,3 +56,56 @@ class NesterovSGD:
             v.mul_(self.momentum).sub_(grad, alpha=self.lr)
             x.add_(v, alpha=self.momentum).sub_(grad, alpha=self.lr)
             return x
+
+
+#: names :func:`make_optimizer` accepts
+OPTIMIZERS: tuple[str, ...] = ("sgd", "nesterov", "adam")
+
+
+def make_optimizer(
+    name: Literal["sgd", "nesterov", "adam"],
+    params: Iterable[Tensor],
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """The torch optimiser called ``name`` over ``params`` (latents or images to invert).
+
+    ``"sgd"`` is :class:`torch.optim.SGD` with ``momentum``, ``"nesterov"`` the same with
+    ``nesterov=True`` (GMI, KEDMI), ``"adam"`` is :class:`torch.optim.Adam` with ``betas``
+    (DeepInversion, PPA, PLG-MI). ``momentum`` is ignored by Adam and ``betas`` by SGD.
+
+    Raises:
+        ConfigError: an unknown ``name`` (the message lists :data:`OPTIMIZERS`), ``lr <= 0``,
+            ``momentum`` outside [0, 1), betas outside [0, 1) or ``weight_decay < 0``.
+
+    Example::
+
+        >>> x = torch.zeros(3, requires_grad=True)
+        >>> opt = make_optimizer("adam", [x], lr=0.1)
+        >>> type(opt).__name__
+        'Adam'
+    """
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{name}'; choose one of: {', '.join(OPTIMIZERS)}")
+    if not lr > 0:
+        raise ConfigError(f"optimizer lr must be > 0, got {lr}")
+    if not 0.0 <= momentum < 1.0:
+        raise ConfigError(f"optimizer momentum must be in [0, 1), got {momentum}")
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"optimizer betas must be two numbers in [0, 1), got {betas}")
+    if not weight_decay >= 0:
+        raise ConfigError(f"optimizer weight_decay must be >= 0, got {weight_decay}")
+    params = list(params)
+    if name == "adam":
+        return torch.optim.Adam(
+            params, lr=lr, betas=(float(betas[0]), float(betas[1])), weight_decay=weight_decay
+        )
+    nesterov = name == "nesterov"
+    if nesterov and momentum == 0.0:
+        raise ConfigError("optimizer 'nesterov' needs momentum > 0; use 'sgd' for plain SGD")
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    )
