@@ -17,6 +17,7 @@ from invbench.registry import ATTACKS, DATASETS, DEFENSES, METRICS
 FAST: dict[str, dict] = {
     "mi-face": {"steps": 15},
     "gmi": {"gan_steps": 15, "iterations": 8, "restarts": 2},
+    "deepinversion": {"iterations": 8},
 }
 
 

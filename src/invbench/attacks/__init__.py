@@ -8,7 +8,8 @@ identity losses, priors, best-restart selection) live in :mod:`invbench.attacks.
 
 from invbench.attacks import components
 from invbench.attacks.base import Attack, Reconstruction
+from invbench.attacks.deepinversion import DeepInversion
 from invbench.attacks.gmi import GMI
 from invbench.attacks.mi_face import MIFace
 
-__all__ = ["GMI", "Attack", "MIFace", "Reconstruction", "components"]
+__all__ = ["GMI", "Attack", "DeepInversion", "MIFace", "Reconstruction", "components"]
