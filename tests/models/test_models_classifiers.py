@@ -20,11 +20,13 @@ from invbench.models import (
     resolve_arch,
     vit_patch_size,
 )
+from invbench.models.classifiers import SURROGATE_ARCHS, DepthwiseSeparable, Fire
 from invbench.training import evaluate_accuracy, train_classifier
 
 SHAPES = [(1, 8, 8), (3, 8, 8), (1, 28, 28), (3, 32, 32), (1, 64, 64), (3, 64, 64)]
 MIN_SIDE = {
     "cnn-s": 4, "cnn-m": 8, "cnn-l": 16, "resnet": 4, "mlp": 1, "vit": 2, "dense": 4, "auto": 1,
+    "mobile": 8, "squeeze": 8,
 }
 
 
@@ -62,7 +64,7 @@ def test_non_square_and_odd_sizes_work() -> None:
 
 
 def test_training_mode_backward_reaches_every_parameter() -> None:
-    for arch in ("cnn-s", "resnet", "mlp", "vit", "dense"):
+    for arch in ("cnn-s", "resnet", "mlp", "vit", "dense", "mobile", "squeeze"):
         model = make_classifier(arch, image_shape=(1, 8, 8), num_classes=4)
         model(torch.rand(4, 1, 8, 8)).logsumexp(1).sum().backward()
         missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -108,8 +110,14 @@ def test_same_seed_same_initial_weights() -> None:
 
 
 def test_list_archs() -> None:
-    assert list_archs() == ["auto", "cnn-s", "cnn-m", "cnn-l", "resnet", "mlp", "vit", "dense"]
-    assert not set(EVALUATOR_ARCHS) & set(TARGET_ARCHS)
+    assert list_archs() == [
+        "auto", "cnn-s", "cnn-m", "cnn-l", "resnet", "mlp", "vit", "dense", "mobile", "squeeze"
+    ]
+    assert TARGET_ARCHS == ("auto", "cnn-s", "cnn-m", "cnn-l")
+    assert EVALUATOR_ARCHS == ("resnet", "mlp", "vit", "dense")
+    assert SURROGATE_ARCHS == ("mobile", "squeeze")
+    groups = [set(TARGET_ARCHS), set(EVALUATOR_ARCHS), set(SURROGATE_ARCHS)]
+    assert all(not a & b for i, a in enumerate(groups) for b in groups[i + 1 :])
 
 
 # --------------------------------------------------------------------------- vit and dense
@@ -190,6 +198,8 @@ def test_vit_learns_digits(digits_protocol) -> None:  # noqa: ANN001
         ("vit", (1, 9, 8), 5, "multiples of 2"),
         ("vit", (1, 1, 1), 5, "at least 2x2"),
         ("dense", (1, 3, 3), 5, "at least 4x4"),
+        ("mobile", (1, 7, 7), 5, "at least 8x8"),
+        ("squeeze", (3, 8, 6), 5, "at least 8x8"),
     ],
 )
 def test_bad_configs_raise_one_line_config_error(arch, shape, classes, needle) -> None:
@@ -202,3 +212,56 @@ def test_bad_configs_raise_one_line_config_error(arch, shape, classes, needle) -
 def test_evaluator_arch_rejects_bad_shape() -> None:
     with pytest.raises(ConfigError, match="image_shape"):
         evaluator_arch((8, 8))
+
+
+# --------------------------------------------------------------------------- surrogates
+
+
+@pytest.mark.parametrize(("side", "blocks"), [(8, 4), (9, 4), (16, 4), (28, 6), (32, 6), (64, 6)])
+def test_mobile_is_depthwise_separable(side: int, blocks: int) -> None:
+    model = make_classifier("mobile", image_shape=(3, side, side), num_classes=4).eval()
+    ds = [m for m in model.modules() if isinstance(m, DepthwiseSeparable)]
+    assert len(ds) == blocks and model.feat_dim == 256
+    # every 3x3 conv after the stem is depthwise (one filter per channel), every 1x1 mixes
+    assert all(b.depthwise.groups == b.depthwise.in_channels == b.depthwise.out_channels
+               and b.pointwise.kernel_size == (1, 1) for b in ds)
+    x = torch.rand(2, 3, side, side)
+    assert model.features(x).shape == (2, 256) and model(x).shape == (2, 4)
+
+
+@pytest.mark.parametrize("side", [8, 28, 64])
+def test_squeeze_is_built_of_fire_modules(side: int) -> None:
+    model = make_classifier("squeeze", image_shape=(1, side, side), num_classes=4).eval()
+    fires = [m for m in model.modules() if isinstance(m, Fire)]
+    assert len(fires) == 5 and model.feat_dim == 256
+    x = torch.rand(2, 1, side, side)
+    out = fires[0](torch.rand(2, 64, 5, 5))
+    assert out.shape == (2, 128, 5, 5)  # 64 from the 1x1 expand, 64 from the 3x3
+    assert model.features(x).shape == (2, 256) and model(x).shape == (2, 4)
+
+
+def test_surrogate_families_share_no_design_with_targets_or_evaluators() -> None:
+    shape = (1, 28, 28)
+    others = {type(m) for a in ("auto", *EVALUATOR_ARCHS)
+              for m in make_classifier(a, image_shape=shape, num_classes=5).modules()}
+    for arch in SURROGATE_ARCHS:
+        kinds = {type(m) for m in make_classifier(arch, image_shape=shape, num_classes=5).modules()}
+        assert (DepthwiseSeparable in kinds) != (Fire in kinds)
+        assert DepthwiseSeparable not in others and Fire not in others
+
+
+@pytest.mark.parametrize("arch", SURROGATE_ARCHS)
+def test_surrogate_arch_is_refused_as_an_evaluator(arch: str, digits_protocol) -> None:  # noqa: ANN001
+    from invbench.metrics import train_evaluator
+
+    with pytest.raises(ConfigError, match=f"evaluator arch '{arch}' is not an evaluator arch"):
+        train_evaluator(digits_protocol, arch=arch, epochs=1)
+
+
+def test_mobile_learns_digits(digits_protocol) -> None:  # noqa: ANN001
+    p = digits_protocol
+    torch.manual_seed(0)
+    model = make_classifier("mobile", image_shape=p.image_shape, num_classes=p.num_classes)
+    train_classifier(model, p.private_train.x, p.private_train.y, epochs=5)
+    after = evaluate_accuracy(model, p.private_test.x, p.private_test.y)
+    assert after >= 0.9  # chance is 0.2 (5 classes); measured 0.98 (squeeze: 0.99)

@@ -1,4 +1,4 @@
-"""Image classifiers: target architectures per resolution and a separate evaluator family.
+"""Image classifiers: target architectures per resolution, evaluator and surrogate families.
 
 Every classifier is a :class:`Classifier`: a feature extractor (``features``) followed by a
 linear ``head``. Defenses rely on that split (MID swaps the head for a variational
@@ -31,8 +31,28 @@ attack cannot score well by exploiting the target's own quirks:
   projection to ``feat_dim = 64`` at every resolution (it is the robust evaluator whose
   features FID and KID use, so the feature width must stay small and fixed).
 
-Evaluator families (``resnet``, ``mlp``, ``vit``, ``dense``) and target families (``cnn-*``)
-never overlap: :func:`invbench.metrics.train_evaluator` refuses a target arch.
+Surrogates (models an attack distils from the target, e.g. LOMMA's model augmentation,
+:mod:`invbench.attacks.components.model_augmentation`), a third group of families that is
+neither a target nor an evaluator family, so an attack that ensembles surrogates never
+shares a design with the model that judges it:
+
+- ``mobile``: MobileNet-style depthwise-separable convolutions (Howard et al. 2017,
+  "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
+  https://arxiv.org/abs/1704.04861): a 3x3 stem of width 32, then blocks of a 3x3
+  depthwise conv and a 1x1 pointwise conv (each BN-ReLU), widths 64-128-128-256 (plus
+  256-256 above 16 px), downsampling by stride-2 depthwise convs, global average pooling;
+  ``feat_dim = 256``. Height at least 8.
+- ``squeeze``: SqueezeNet-style Fire modules (Iandola et al. 2016, "SqueezeNet:
+  AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size",
+  https://arxiv.org/abs/1602.07360): a 1x1 "squeeze" conv feeding parallel 1x1 and 3x3
+  "expand" convs whose outputs are concatenated (with BatchNorm, which the paper's
+  network lacks, so it trains from scratch on small data), max-pooling between pairs of
+  Fire modules, a final 1x1 conv to ``feat_dim = 256`` and global average pooling.
+  Height at least 8.
+
+The three groups never overlap: :func:`invbench.metrics.train_evaluator` refuses any arch
+outside ``EVALUATOR_ARCHS`` (so targets and surrogates alike), and LOMMA builds surrogates
+from ``SURROGATE_ARCHS`` only.
 
 All of them take images in [0, 1] of shape (B, C, H, W) with any channel count, normalise to
 [-1, 1] internally, and end in adaptive pooling, so any size at or above the architecture's
@@ -55,6 +75,8 @@ from invbench.errors import ConfigError
 
 TARGET_ARCHS: tuple[str, ...] = ("auto", "cnn-s", "cnn-m", "cnn-l")
 EVALUATOR_ARCHS: tuple[str, ...] = ("resnet", "mlp", "vit", "dense")
+#: families for models an attack distils from the target (LOMMA); neither target nor evaluator
+SURROGATE_ARCHS: tuple[str, ...] = ("mobile", "squeeze")
 
 # Smallest height/width each architecture accepts (pooling stages need something to pool,
 # a transformer at least one patch).
@@ -66,6 +88,8 @@ _MIN_SIDE: dict[str, int] = {
     "mlp": 1,
     "vit": 2,
     "dense": 4,
+    "mobile": 8,
+    "squeeze": 8,
 }
 
 
@@ -352,6 +376,93 @@ def _dense(c: int, h: int, w: int) -> tuple[nn.Module, int]:
     return nn.Sequential(*layers), DENSE_FEAT_DIM
 
 
+# --------------------------------------------------------------------------- surrogates
+
+
+class DepthwiseSeparable(nn.Module):
+    """MobileNet block: 3x3 depthwise conv (stride) -BN-ReLU, then 1x1 pointwise -BN-ReLU.
+
+    Shape: (B, cin, H, W) -> (B, cout, ceil(H/stride), ceil(W/stride)).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(cin, cin, 3, stride=stride, padding=1, groups=cin, bias=False)
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.pointwise = nn.Conv2d(cin, cout, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, cin, H, W) -> (B, cout, H', W')."""
+        x = torch.relu(self.bn1(self.depthwise(x)))
+        return torch.relu(self.bn2(self.pointwise(x)))
+
+
+MOBILE_FEAT_DIM = 256
+
+
+def _mobile(c: int, h: int) -> tuple[nn.Module, int]:
+    stem_stride = 2 if h > 32 else 1  # 64 px -> 32 before the blocks
+    stages: Sequence[tuple[int, int]] = ((64, 1), (128, 2), (128, 1), (256, 2))
+    if h > 16:  # 28 -> 14 -> 7 -> 4, 32/64 -> 16 -> 8 -> 4
+        stages = (*stages, (256, 1), (MOBILE_FEAT_DIM, 2))
+    width = 32
+    layers: list[nn.Module] = [
+        nn.Conv2d(c, width, 3, stride=stem_stride, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+    ]
+    for cout, stride in stages:
+        layers.append(DepthwiseSeparable(width, cout, stride))
+        width = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), MOBILE_FEAT_DIM
+
+
+class Fire(nn.Module):
+    """SqueezeNet Fire module: 1x1 squeeze -BN-ReLU, then 1x1 and 3x3 expands, concatenated.
+
+    Shape: (B, cin, H, W) -> (B, 2 * expand, H, W).
+    """
+
+    def __init__(self, cin: int, squeeze: int, expand: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Sequential(*_conv_bn(cin, squeeze, kernel=1))
+        self.expand1 = nn.Sequential(*_conv_bn(squeeze, expand, kernel=1))
+        self.expand3 = nn.Sequential(*_conv_bn(squeeze, expand, kernel=3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, cin, H, W) -> (B, 2 * expand, H, W)."""
+        s = self.squeeze(x)
+        return torch.cat([self.expand1(s), self.expand3(s)], 1)
+
+
+SQUEEZE_FEAT_DIM = 256
+
+
+def _squeeze(c: int, h: int) -> tuple[nn.Module, int]:
+    stem_stride = 2 if h > 32 else 1
+    layers: list[nn.Module] = [
+        nn.Conv2d(c, 64, 3, stride=stem_stride, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        Fire(64, 16, 64),
+        Fire(128, 16, 64),
+        nn.MaxPool2d(2, ceil_mode=True),  # 8 -> 4, 28 -> 14, 32 -> 16
+        Fire(128, 32, 128),
+        Fire(256, 32, 128),
+    ]
+    if h > 16:
+        layers.append(nn.MaxPool2d(2, ceil_mode=True))  # 14 -> 7, 16 -> 8
+    layers += [
+        Fire(256, 48, 192),
+        *_conv_bn(384, SQUEEZE_FEAT_DIM, kernel=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    ]
+    return nn.Sequential(*layers), SQUEEZE_FEAT_DIM
+
+
 _BUILDERS: dict[str, Callable[[int, int, int], tuple[nn.Module, int]]] = {
     "cnn-s": lambda c, h, w: _cnn_s(c),
     "cnn-m": lambda c, h, w: _cnn_m(c),
@@ -360,12 +471,14 @@ _BUILDERS: dict[str, Callable[[int, int, int], tuple[nn.Module, int]]] = {
     "mlp": _mlp,
     "vit": _vit,
     "dense": _dense,
+    "mobile": lambda c, h, w: _mobile(c, h),
+    "squeeze": lambda c, h, w: _squeeze(c, h),
 }
 
 
 def list_archs() -> list[str]:
-    """Every name :func:`make_classifier` accepts: target archs first, then evaluator archs."""
-    return [*TARGET_ARCHS, *EVALUATOR_ARCHS]
+    """Every name :func:`make_classifier` accepts: target, then evaluator, then surrogate archs."""
+    return [*TARGET_ARCHS, *EVALUATOR_ARCHS, *SURROGATE_ARCHS]
 
 
 def check_image_shape(image_shape: object, *, what: str = "image_shape") -> tuple[int, int, int]:
@@ -415,7 +528,8 @@ def make_classifier(
     Args:
         arch: one of :func:`list_archs` (``"auto"`` picks by image height).
         image_shape: ``(C, H, W)`` of the inputs; any channel count, H and W at least the
-            architecture's minimum (cnn-s/resnet/dense 4, cnn-m 8, cnn-l 16, vit 2); for
+            architecture's minimum (cnn-s/resnet/dense 4, cnn-m/mobile/squeeze 8, cnn-l 16,
+            vit 2); for
             ``vit`` both multiples of its patch size (:func:`vit_patch_size`).
         num_classes: number of output logits (>= 2).
 
