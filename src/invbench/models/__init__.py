@@ -3,9 +3,12 @@ and GAN priors."""
 
 from invbench.models.classifiers import (
     EVALUATOR_ARCHS,
+    SURROGATE_ARCHS,
     TARGET_ARCHS,
     Classifier,
     DenseLayer,
+    DepthwiseSeparable,
+    Fire,
     PreActBlock,
     ViTBlock,
     check_image_shape,
@@ -21,10 +24,13 @@ from invbench.models.stochastic import is_stochastic, reseed
 __all__ = [
     "EVALUATOR_ARCHS",
     "SUPPORTED_HEIGHTS",
+    "SURROGATE_ARCHS",
     "TARGET_ARCHS",
     "Classifier",
     "DenseLayer",
+    "DepthwiseSeparable",
     "Discriminator",
+    "Fire",
     "Generator",
     "PreActBlock",
     "ViTBlock",

@@ -14,6 +14,14 @@ only every few steps, for that bar.
 
 from invbench.training._common import LossFn, default_max_shift
 from invbench.training.classifier import evaluate_accuracy, train_classifier
+from invbench.training.distill import distill_classifier
 from invbench.training.wgan import train_wgan_gp
 
-__all__ = ["LossFn", "default_max_shift", "evaluate_accuracy", "train_classifier", "train_wgan_gp"]
+__all__ = [
+    "LossFn",
+    "default_max_shift",
+    "distill_classifier",
+    "evaluate_accuracy",
+    "train_classifier",
+    "train_wgan_gp",
+]

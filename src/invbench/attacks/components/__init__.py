@@ -54,6 +54,12 @@ from invbench.attacks.components.losses import (
     make_identity_loss,
     target_confidence,
 )
+from invbench.attacks.components.model_augmentation import (
+    LOMMA_PARAMS,
+    LommaParams,
+    ModelAugmentation,
+    make_model_augmentation,
+)
 from invbench.attacks.components.optim import OPTIMIZERS, NesterovSGD, make_optimizer
 from invbench.attacks.components.priors import l2_prior, total_variation
 from invbench.attacks.components.selection import (
@@ -65,6 +71,10 @@ from invbench.attacks.components.selection import (
 )
 
 __all__ = [
+    "LOMMA_PARAMS",
+    "LommaParams",
+    "ModelAugmentation",
+    "make_model_augmentation",
     "AUGMENTS",
     "Augment",
     "Compose",
