@@ -211,3 +211,25 @@ def test_bad_params_raise_config_error(params: dict, message: str) -> None:
         GMI(**params)
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
+
+
+def test_lomma_plug_in_distils_surrogates_from_this_target(setup, tmp_path) -> None:
+    proto, target, *_ = setup
+    cache = Cache(tmp_path).view("attack-gmi")
+    access = _white(target)
+    attack = GMI(gan_steps=2, gan_batch_size=8, iterations=5, restarts=1, augment="lomma",
+                 identity_loss="logit", surrogates=1, distill_epochs=1)
+    attack.prepare(proto.public, access=access, cache=cache, seed=0)
+    n_public = len(proto.public)
+    assert attack.prepare_queries_ >= n_public  # soft labels (and p_reg features) of public images
+    assert len(attack.augmentation_.surrogates_) == 1
+    plain = GMI(gan_steps=2, gan_batch_size=8, iterations=5, restarts=1, identity_loss="logit")
+    plain.prepare(proto.public, access=_white(target), cache=cache, seed=0)
+    assert plain.prepare_queries_ == 0  # the GAN prior is shared; only LOMMA queried
+    lab = torch.tensor([0, 1])
+    fake = attack.generator_(torch.zeros(2, attack.params.latent_dim))
+    with_aug = attack._identity_loss(_white(target), fake, lab)
+    without = plain._identity_loss(_white(target), fake, lab)
+    assert not torch.allclose(with_aug, without)  # the surrogates and p_reg change the loss
+    rec = attack.invert(access, [0, 1], per_label=1, seed=0)
+    assert rec.queries == 2 * 5 + 2  # invert's own queries only

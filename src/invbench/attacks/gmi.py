@@ -12,15 +12,16 @@ from invbench.access import Access, WhiteBox
 from invbench.attacks.base import Attack, Reconstruction
 from invbench.attacks.components import (
     GaussianLatent,
+    LommaParams,
     NesterovSGD,
     expand_restarts,
     make_identity_loss,
+    make_model_augmentation,
     select_best,
     target_confidence,
 )
 from invbench.data.protocol import Split
 from invbench.errors import AccessError, ConfigError, DataError
-from invbench.params import Params as _Params
 from invbench.progress import progress_bar
 from invbench.registry import register_attack
 
@@ -78,6 +79,14 @@ class GMI(Attack):
       digits this matches the paper's setting (3e-4 x 1500 steps) within noise.
     * ``restarts`` 5, ``momentum`` 0.9, ``lambda_id`` 100 and ``clip`` 1 are the paper's.
 
+    LOMMA (Nguyen et al., "Re-thinking Model Inversion Attacks Against Deep Neural Networks",
+    CVPR 2023) is a plug-in: ``GMI(augment="lomma", identity_loss="logit")`` distils
+    ``surrogates`` models of another family (``surrogate_arch``) from the target's soft labels
+    on the public data during :meth:`prepare` (counted in ``prepare_queries_``, cached per
+    target) and averages the identity loss over the target and the surrogates, plus LOMMA's
+    ``p_reg`` feature term (see :mod:`invbench.attacks.components.model_augmentation` and
+    ``docs/lomma.md``). On the CLI: ``--attack gmi:augment=lomma,identity_loss=logit``.
+
     Arguments (keyword-only; see ``describe_params()``): ``iterations``, ``restarts``,
     ``lr``, ``momentum``, ``lambda_id``, ``clip``, ``identity_loss``, ``latent_dim``,
     ``gan_steps``, ``gan_batch_size``, ``gan_lr``, ``n_critic``, ``gp_weight``.
@@ -99,8 +108,8 @@ class GMI(Attack):
     access: ClassVar[str] = "white-box"
     needs_public: ClassVar[bool] = True
 
-    class Params(_Params):
-        """GMI's hyperparameters (paper defaults noted in each description)."""
+    class Params(LommaParams):
+        """GMI's hyperparameters (paper defaults noted in each description), plus LOMMA's."""
         iterations: int = Field(300, ge=1, description="latent optimisation steps (paper: 1500)")
         restarts: int = Field(5, ge=1, description="random starts per image, best kept (paper: 5)")
         lr: float = Field(
@@ -130,6 +139,8 @@ class GMI(Attack):
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
         self._identity = make_identity_loss(self.params.identity_loss)
+        #: LOMMA's model augmentation (``augment="lomma"``), prepared with the prior
+        self.augmentation_ = make_model_augmentation(self.params)
         self.generator_: Generator | None = None
         self.discriminator_: Discriminator | None = None
         self.prior_meta_: dict[str, Any] | None = None
@@ -190,6 +201,7 @@ class GMI(Attack):
             self.generator_.to(device)
             if self.discriminator_ is not None:
                 self.discriminator_.to(device)
+            self._prepare_augmentation(public, access=access, cache=cache, seed=seed, quiet=quiet)
             return
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
@@ -212,6 +224,27 @@ class GMI(Attack):
         self.discriminator_ = critic.to(device).eval().requires_grad_(False)
         self.prior_meta_ = dict(meta)
         self.prior_parts_ = parts
+        self._prepare_augmentation(public, access=access, cache=cache, seed=seed, quiet=quiet)
+
+    def _prepare_augmentation(
+        self, public: Split, *, access: Access, cache: Cache | None, seed: int, quiet: bool
+    ) -> None:
+        """LOMMA: distil surrogates from this target (per target, so never skipped)."""
+        if self.augmentation_ is None:
+            return
+        self.augmentation_.prepare(
+            public.x, access=access, cache=cache, sampler=None, seed=seed, quiet=quiet, owner=self
+        )
+
+    def _identity_loss(self, access: Access, images: Tensor, labels: Tensor) -> Tensor:
+        """The per-sample identity loss: on the target, or LOMMA's over target + surrogates."""
+        logits = access.logits(images)
+        aug = self.augmentation_
+        if aug is None:
+            return self._identity(logits, labels)
+        return aug.identity(self._identity, images, labels, logits) + aug.feature_reg(
+            access, images
+        )
 
     def _invert(self, access: Access, labels: Tensor, *, generator: torch.Generator,
                 quiet: bool) -> Reconstruction:
@@ -246,7 +279,7 @@ class GMI(Attack):
             for step in range(1, p.iterations + 1):
                 fake = G(z)
                 prior = -D(fake)
-                identity = self._identity(access.logits(fake), lab)
+                identity = self._identity_loss(access, fake, lab)
                 total = prior + lam * identity
                 (grad,) = torch.autograd.grad(total.sum(), z)
                 sampler.project_(opt.step_(z, grad))
