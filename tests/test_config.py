@@ -85,6 +85,8 @@ def test_yaml_spec(tmp_path):
         ("- a\n- b\n", "must hold a mapping"),
         ("datset: digits\n", "unknown field 'datset'"),
         ("train: {epochs: 0}\n", "field 'train.epochs'"),
+        ("train: {arch: resnet}\n", "'resnet' is not a target family"),
+        ("train: {arch: mobile}\n", "'mobile' is not a target family"),
     ],
 )
 def test_bad_yaml(tmp_path, text, match):

@@ -83,7 +83,7 @@ def test_reconstructions_fool_an_independent_model_and_beat_mi_face(setup) -> No
 def test_shapes_scores_and_one_batched_forward_per_step(setup) -> None:
     _, target, _, prepared, _ = setup
     attack = GMI(iterations=7, restarts=3, gan_steps=GAN_STEPS)
-    attack.generator_, attack.discriminator_ = prepared.generator_, prepared.discriminator_
+    attack.prior_modules_, attack.prior_parts_ = prepared.prior_modules_, prepared.prior_parts_
     counting = _Counting(target)
     rec = attack.invert(_white(counting), [4, 0], per_label=2, seed=0)
     assert rec.images.shape == (4, *SHAPE) and rec.labels.tolist() == [4, 4, 0, 0]
@@ -98,7 +98,7 @@ def test_best_restart_is_kept(setup) -> None:
 
     def run(restarts: int):
         attack = GMI(iterations=5, restarts=restarts, gan_steps=GAN_STEPS)
-        attack.generator_, attack.discriminator_ = prepared.generator_, prepared.discriminator_
+        attack.prior_modules_, attack.prior_parts_ = prepared.prior_modules_, prepared.prior_parts_
         return attack.invert(_white(target), [0, 1, 2, 3], seed=2)
 
     one, five = run(1), run(5)
@@ -228,8 +228,8 @@ def test_lomma_plug_in_distils_surrogates_from_this_target(setup, tmp_path) -> N
     assert plain.prepare_queries_ == 0  # the GAN prior is shared; only LOMMA queried
     lab = torch.tensor([0, 1])
     fake = attack.generator_(torch.zeros(2, attack.params.latent_dim))
-    with_aug = attack._identity_loss(_white(target), fake, lab)
-    without = plain._identity_loss(_white(target), fake, lab)
+    with_aug = attack.identity_loss(_white(target), fake, lab)
+    without = plain.identity_loss(_white(target), fake, lab)
     assert not torch.allclose(with_aug, without)  # the surrogates and p_reg change the loss
     rec = attack.invert(access, [0, 1], per_label=1, seed=0)
     assert rec.queries == 2 * 5 + 2  # invert's own queries only

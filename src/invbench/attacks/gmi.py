@@ -6,27 +6,23 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 
-from invbench.access import Access, WhiteBox
-from invbench.attacks.base import Attack, Reconstruction
+from invbench.access import Access
+from invbench.attacks.base import Reconstruction
 from invbench.attacks.components import (
     GaussianLatent,
-    LommaParams,
     NesterovSGD,
     expand_restarts,
-    make_identity_loss,
-    make_model_augmentation,
     select_best,
     target_confidence,
 )
+from invbench.attacks.gan_base import GANPriorAttack, GANPriorParams
 from invbench.data.protocol import Split
-from invbench.errors import AccessError, ConfigError, DataError
 from invbench.progress import progress_bar
 from invbench.registry import register_attack
 
 if TYPE_CHECKING:
-    from invbench.cache import Cache
     from invbench.models import Discriminator, Generator
 
 #: progress-bar refresh interval in optimisation steps (the only host sync in the loop)
@@ -39,7 +35,7 @@ PRIOR_PARAMS: tuple[str, ...] = (
 
 
 @register_attack("gmi")
-class GMI(Attack):
+class GMI(GANPriorAttack):
     """GMI: latent search in a GAN trained on public data (Zhang et al. 2020; white-box).
 
     Paper: Y. Zhang, R. Jia, H. Pei, W. Wang, B. Li, D. Song, "The Secret Revealer:
@@ -105,10 +101,11 @@ class GMI(Attack):
         rec.images.shape  # torch.Size([6, 1, 8, 8])
     """
 
-    access: ClassVar[str] = "white-box"
-    needs_public: ClassVar[bool] = True
+    PRIOR_KIND: ClassVar[str] = "wgan-gp"
+    PRIOR_PARAMS: ClassVar[tuple[str, ...]] = PRIOR_PARAMS
+    USES_TARGET: ClassVar[bool] = False
 
-    class Params(LommaParams):
+    class Params(GANPriorParams):
         """GMI's hyperparameters (paper defaults noted in each description), plus LOMMA's."""
         iterations: int = Field(300, ge=1, description="latent optimisation steps (paper: 1500)")
         restarts: int = Field(5, ge=1, description="random starts per image, best kept (paper: 5)")
@@ -127,147 +124,58 @@ class GMI(Attack):
         identity_loss: Literal["ce", "logit", "max-margin", "prob"] = Field(
             "ce", description="identity loss: 'ce' (paper), 'logit' (LOMMA), 'max-margin', 'prob'"
         )
-        latent_dim: int = Field(100, ge=1, description="GAN latent dimension (paper: 100)")
         gan_steps: int = Field(
             1000, ge=1, description="WGAN-GP generator steps on the public data"
         )
-        gan_batch_size: int = Field(64, ge=2, description="WGAN-GP mini-batch size (paper: 64)")
-        gan_lr: float = Field(2e-4, gt=0, description="WGAN-GP Adam learning rate")
         n_critic: int = Field(5, ge=1, description="critic steps per generator step (paper: 5)")
         gp_weight: float = Field(10.0, ge=0, description="WGAN-GP gradient penalty weight")
 
-    def __init__(self, **params: object) -> None:
-        super().__init__(**params)
-        self._identity = make_identity_loss(self.params.identity_loss)
-        #: LOMMA's model augmentation (``augment="lomma"``), prepared with the prior
-        self.augmentation_ = make_model_augmentation(self.params)
-        self.generator_: Generator | None = None
-        self.discriminator_: Discriminator | None = None
-        self.prior_meta_: dict[str, Any] | None = None
-        #: what the prepared prior was trained from (its cache key parts), for audits
-        self.prior_parts_: dict[str, object] | None = None
+    @property
+    def generator_(self) -> Generator | None:
+        """The prepared WGAN-GP generator (frozen), or ``None`` before :meth:`prepare`."""
+        return None if self.prior_modules_ is None else self.prior_modules_["generator"]
 
-    def check(self, *, image_shape: tuple[int, int, int]) -> None:
-        """Refuse image shapes the GAN prior cannot make (see ``models.SUPPORTED_HEIGHTS``)."""
+    @property
+    def discriminator_(self) -> Discriminator | None:
+        """The prepared WGAN-GP critic (frozen), or ``None`` before :meth:`prepare`."""
+        return None if self.prior_modules_ is None else self.prior_modules_["discriminator"]
+
+    def build_prior(
+        self, image_shape: tuple[int, int, int], *, num_classes: int
+    ) -> dict[str, nn.Module]:
+        """An untrained DCGAN generator and WGAN-GP critic (:func:`invbench.models.make_gan`)."""
         from invbench.models import make_gan
 
-        with torch.random.fork_rng(devices=[]):
-            make_gan(tuple(image_shape), latent_dim=self.params.latent_dim)  # type: ignore[arg-type]
+        generator, critic = make_gan(image_shape, latent_dim=self.params.latent_dim)
+        return {"generator": generator, "discriminator": critic}
 
-    def cache_parts(self) -> dict[str, object]:
-        """The hyperparameters that determine the GAN prior (not the latent search)."""
-        values = self.get_params()
-        return {"attack": self.name, "prior": "wgan-gp",
-                **{k: values[k] for k in PRIOR_PARAMS}}
-
-    def prior_key_parts(
-        self, public: Split, *, image_shape: tuple[int, int, int], seed: int
-    ) -> dict[str, object]:
-        """Everything that determines the prior trained by :meth:`prepare` (its cache key)."""
-        return {
-            **self.cache_parts(),
-            "public": public.digest(),
-            "public_size": len(public),
-            "image_shape": [int(s) for s in image_shape],
-            "seed": int(seed),
-        }
-
-    def _prepare(
+    def train_prior(
         self,
-        public: Split | None,
+        modules: dict[str, nn.Module],
+        public: Split,
         *,
         access: Access,
-        cache: Cache | None,
         seed: int,
         quiet: bool,
-    ) -> None:
-        """Train (or load from ``cache``) the WGAN-GP prior on the public split only.
-
-        The prior never queries the target, so its cache entry is shared by every target of
-        the same protocol (its key holds the public data, the image shape, the prior's
-        hyperparameters and the seed).
-        """
-        from invbench.models import make_gan
+    ) -> dict[str, Any]:
+        """WGAN-GP on the public images only: the target is never queried (a shared prior)."""
         from invbench.training import train_wgan_gp
 
-        assert isinstance(public, Split)  # checked by Attack.prepare (needs_public)
-        shape = access.image_shape
-        device = access.device
         p = self.params
-        parts = self.prior_key_parts(public, image_shape=shape, seed=seed)
-        if self.generator_ is not None and self.prior_parts_ == parts:
-            # already prepared on this very data with these settings (e.g. one attack object
-            # run against several defended targets): nothing to learn again
-            self.generator_.to(device)
-            if self.discriminator_ is not None:
-                self.discriminator_.to(device)
-            self._prepare_augmentation(public, access=access, cache=cache, seed=seed, quiet=quiet)
-            return
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            generator, critic = make_gan(shape, latent_dim=p.latent_dim)  # type: ignore[arg-type]
-
-        def create() -> dict[str, Any]:
-            losses = train_wgan_gp(
-                generator, critic, public.x, steps=p.gan_steps, batch_size=p.gan_batch_size,
-                lr=p.gan_lr, n_critic=p.n_critic, gp_weight=p.gp_weight, seed=int(seed),
-                device=device, quiet=quiet, desc=f"{self.name}: train GAN prior",
-            )
-            return {"losses": {k: float(v) for k, v in losses.items()}}
-
-        meta = self.cached_prior(
-            cache, access=access, kind="gan", parts=parts,
-            modules={"generator": generator, "discriminator": critic}, create=create,
-            uses_target=False,
+        losses = train_wgan_gp(
+            modules["generator"], modules["discriminator"], public.x, steps=p.gan_steps,
+            batch_size=p.gan_batch_size, lr=p.gan_lr, n_critic=p.n_critic,
+            gp_weight=p.gp_weight, seed=int(seed), device=access.device, quiet=quiet,
+            desc=f"{self.name}: train GAN prior",
         )
-        self.generator_ = generator.to(device).eval().requires_grad_(False)
-        self.discriminator_ = critic.to(device).eval().requires_grad_(False)
-        self.prior_meta_ = dict(meta)
-        self.prior_parts_ = parts
-        self._prepare_augmentation(public, access=access, cache=cache, seed=seed, quiet=quiet)
-
-    def _prepare_augmentation(
-        self, public: Split, *, access: Access, cache: Cache | None, seed: int, quiet: bool
-    ) -> None:
-        """LOMMA: distil surrogates from this target (per target, so never skipped)."""
-        if self.augmentation_ is None:
-            return
-        self.augmentation_.prepare(
-            public.x, access=access, cache=cache, sampler=None, seed=seed, quiet=quiet, owner=self
-        )
-
-    def _identity_loss(self, access: Access, images: Tensor, labels: Tensor) -> Tensor:
-        """The per-sample identity loss: on the target, or LOMMA's over target + surrogates."""
-        logits = access.logits(images)
-        aug = self.augmentation_
-        if aug is None:
-            return self._identity(logits, labels)
-        return aug.identity(self._identity, images, labels, logits) + aug.feature_reg(
-            access, images
-        )
+        return {"losses": {k: float(v) for k, v in losses.items()}}
 
     def _invert(self, access: Access, labels: Tensor, *, generator: torch.Generator,
                 quiet: bool) -> Reconstruction:
-        if not isinstance(access, WhiteBox):
-            raise AccessError(
-                f"attack '{self.name}' needs white-box access (input gradients), "
-                f"got {access.level}"
-            )
-        if self.generator_ is None or self.discriminator_ is None:
-            raise ConfigError(
-                f"attack '{self.name}' has no GAN prior yet: call "
-                "prepare(protocol.public, access=...) before invert()"
-            )
-        gen_shape = tuple(self.generator_.image_shape)
-        if gen_shape != access.image_shape:
-            raise DataError(
-                f"attack '{self.name}': the GAN prior makes images of shape {gen_shape}, "
-                f"the target expects {access.image_shape}; prepare() with the target's shape"
-            )
+        prior = self.prior(access)
         p = self.params
         dev = access.device
-        G = self.generator_.to(dev).eval()
-        D = self.discriminator_.to(dev).eval()
+        G, D = prior["generator"], prior["discriminator"]
         lab, groups = expand_restarts(labels, p.restarts)
         sampler = GaussianLatent(p.latent_dim, clip=p.clip)
         z = sampler.sample(lab.shape[0], generator=generator, device=dev).requires_grad_(True)
@@ -279,7 +187,7 @@ class GMI(Attack):
             for step in range(1, p.iterations + 1):
                 fake = G(z)
                 prior = -D(fake)
-                identity = self._identity_loss(access, fake, lab)
+                identity = self.identity_loss(access, fake, lab)
                 total = prior + lam * identity
                 (grad,) = torch.autograd.grad(total.sum(), z)
                 sampler.project_(opt.step_(z, grad))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 from invbench.params import Configurable
@@ -32,6 +32,20 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
     augment: bool = Field(False, description="random shifts during training")
+
+    @field_validator("arch")
+    @classmethod
+    def _target_family(cls, arch: str) -> str:
+        """Targets come from the target families only: evaluator and surrogate families stay
+        independent of every target (an evaluator or LOMMA surrogate of the target's own
+        family would flatter the attack)."""
+        from invbench.models import TARGET_ARCHS
+
+        if arch not in TARGET_ARCHS:
+            raise ValueError(
+                f"'{arch}' is not a target family; choose one of: {', '.join(TARGET_ARCHS)}"
+            )
+        return arch
 
 
 class Defense(Configurable):

@@ -14,6 +14,7 @@ def total_variation(x: Tensor) -> Tensor:
 
     Example::
 
+        >>> import torch
         >>> float(total_variation(torch.zeros(1, 1, 4, 4))[0])
         0.0
     """
@@ -30,6 +31,7 @@ def l2_prior(x: Tensor) -> Tensor:
 
     Example::
 
+        >>> import torch
         >>> float(l2_prior(torch.ones(2, 1, 3, 3))[1])
         1.0
     """
