@@ -233,3 +233,23 @@ def test_lomma_plug_in_distils_surrogates_from_this_target(setup, tmp_path) -> N
     assert not torch.allclose(with_aug, without)  # the surrogates and p_reg change the loss
     rec = attack.invert(access, [0, 1], per_label=1, seed=0)
     assert rec.queries == 2 * 5 + 2  # invert's own queries only
+
+
+def test_lomma_prior_samples_come_from_the_gan(setup) -> None:
+    proto, target, _, prepared, _ = setup
+    attack = GMI(gan_steps=GAN_STEPS, iterations=2, restarts=1, augment="lomma",
+                 identity_loss="logit", surrogates=1, distill_epochs=1, prior_samples=24)
+    attack.prior_modules_, attack.prior_parts_ = prepared.prior_modules_, prepared.prior_parts_
+    access = _white(target)
+    attack.prepare(proto.public, access=access, seed=0)  # reuses the prior, distils LOMMA
+    meta = attack.augmentation_.meta_
+    assert meta["distill_images"] == len(proto.public) + 24
+    assert attack.prepare_queries_ >= len(proto.public) + 24  # soft labels of the samples too
+    samples = attack.sample_prior(5, torch.Generator().manual_seed(0))
+    assert samples.shape == (5, *SHAPE) and not samples.requires_grad
+    again = attack.sample_prior(5, torch.Generator().manual_seed(0))
+    assert torch.equal(samples, again)
+    with pytest.raises(ConfigError, match="n must be an int >= 1"):
+        attack.sample_prior(0, torch.Generator())
+    with pytest.raises(ConfigError, match="no GAN prior yet"):
+        GMI().sample_prior(2, torch.Generator())

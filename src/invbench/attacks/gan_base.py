@@ -183,9 +183,32 @@ class GANPriorAttack(Attack):
         if self.augmentation_ is not None:
             # LOMMA's surrogates are distilled from this target, so never skipped
             self.augmentation_.prepare(
-                public.x, access=access, cache=cache, sampler=None, seed=seed, quiet=quiet,
-                owner=self,
+                public.x, access=access, cache=cache, sampler=self.sample_prior, seed=seed,
+                quiet=quiet, owner=self,
             )
+
+    def sample_prior(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` images drawn from the prepared prior, ``(n, C, H, W)`` in [0, 1], no graph.
+
+        Default: ``G(z)`` with ``z ~ N(0, I)`` drawn from ``generator`` (on its device), in
+        chunks of 256. Used for LOMMA's ``prior_samples`` and to measure a prior's quality
+        (``benchmarks/gan_priors.py``); a conditional prior overrides it.
+        """
+        G = self._prior_module("generator")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"sample_prior: n must be an int >= 1, got {n!r}")
+        dev = next(G.parameters()).device
+        z = torch.randn(n, self.params.latent_dim, generator=generator, device=generator.device)
+        with torch.inference_mode():
+            return torch.cat([G(c.to(dev)) for c in z.split(256)])
+
+    def _prior_module(self, name: str) -> nn.Module:
+        if self.prior_modules_ is None:
+            raise ConfigError(
+                f"attack '{self.name}' has no GAN prior yet: call "
+                "prepare(protocol.public, access=...) first"
+            )
+        return self.prior_modules_[name]
 
     def prior(self, access: Access) -> dict[str, nn.Module]:
         """The prepared prior on ``access.device`` in eval mode, after invert's checks.
