@@ -18,6 +18,9 @@ FAST: dict[str, dict] = {
     "mi-face": {"steps": 15},
     "gmi": {"gan_steps": 15, "iterations": 8, "restarts": 2},
     "deepinversion": {"iterations": 8},
+    "kedmi": {"gan_steps": 15, "n_critic": 2, "iterations": 8},
+    "plg-mi": {"gan_steps": 10, "gan_batch_size": 16, "n_dis": 2, "top_n": 10, "iterations": 8,
+               "restarts": 2},
 }
 
 

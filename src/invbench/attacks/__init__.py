@@ -10,6 +10,17 @@ from invbench.attacks import components
 from invbench.attacks.base import Attack, Reconstruction
 from invbench.attacks.deepinversion import DeepInversion
 from invbench.attacks.gmi import GMI
+from invbench.attacks.kedmi import KEDMI
 from invbench.attacks.mi_face import MIFace
+from invbench.attacks.plg_mi import PLGMI
 
-__all__ = ["GMI", "Attack", "DeepInversion", "MIFace", "Reconstruction", "components"]
+__all__ = [
+    "GMI",
+    "KEDMI",
+    "PLGMI",
+    "Attack",
+    "DeepInversion",
+    "MIFace",
+    "Reconstruction",
+    "components",
+]

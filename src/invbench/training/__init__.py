@@ -5,6 +5,8 @@
   optionally on adversarial examples (PGD or FGSM-RS, :mod:`invbench.adversarial`).
 - :func:`train_wgan_gp`: a WGAN-GP image prior (Gulrajani et al. 2017, "Improved Training
   of Wasserstein GANs", https://arxiv.org/abs/1704.00028) from public data.
+- :func:`train_kedmi_gan`: KEDMI's semi-supervised GAN on the target's soft labels.
+- :func:`train_plgmi_cgan`: PLG-MI's conditional GAN on pseudo-labelled public data.
 - :func:`evaluate_accuracy`: batched top-1 accuracy.
 
 All loops are seeded (same seed and same initial weights give the same trained weights on
@@ -13,8 +15,10 @@ only every few steps, for that bar.
 """
 
 from invbench.training._common import LossFn, default_max_shift
+from invbench.training.cgan import train_plgmi_cgan
 from invbench.training.classifier import evaluate_accuracy, train_classifier
 from invbench.training.distill import distill_classifier
+from invbench.training.kedmi import train_kedmi_gan
 from invbench.training.wgan import train_wgan_gp
 
 __all__ = [
@@ -23,5 +27,7 @@ __all__ = [
     "distill_classifier",
     "evaluate_accuracy",
     "train_classifier",
+    "train_kedmi_gan",
+    "train_plgmi_cgan",
     "train_wgan_gp",
 ]
