@@ -82,6 +82,49 @@ def test_attack_contract(name, target_kind, request, digits_protocol):
             cls(**FAST.get(name, {})).prepare(p.public, access=acc)
 
 
+class _BatchSizes(torch.nn.Module):
+    """Wraps a target and records the batch of every forward that builds a graph."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            self.sizes.append(x.shape[0])
+        return self.model(x)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in ATTACKS.names() if "batch_size" in ATTACKS.get(n).Params.model_fields]
+)
+def test_batch_size_bounds_what_is_optimised_at_once(name, digits_protocol, digits_target):
+    cls = ATTACKS.get(name)
+    p = digits_protocol
+    target = _BatchSizes(digits_target.eval())
+    acc = make_access(cls.access, target, num_classes=p.num_classes, image_shape=p.image_shape)
+    labels, per_label = [0, 1, 2, 3], 3  # 12 images
+
+    def run(batch_size):
+        atk = cls(**{**FAST.get(name, {}), "batch_size": batch_size})
+        if cls.needs_public:
+            atk.prepare(p.public, access=acc, seed=0)
+        target.sizes.clear()
+        rec = atk.invert(acc, labels, per_label=per_label, seed=0)
+        return rec, max(target.sizes), atk
+
+    whole, widest, atk = run(None)
+    chunked, chunk_widest, _ = run(8)
+    assert chunk_widest <= 8 < widest, "no optimisation batch exceeds batch_size"
+    assert chunked.images.shape == whole.images.shape
+    assert chunked.labels.tolist() == whole.labels.tolist() == [c for c in labels
+                                                                 for _ in range(per_label)]
+    assert torch.isfinite(chunked.scores).all()
+    same, _, _ = run(widest)  # a batch_size that holds everything changes nothing
+    assert torch.equal(same.images, whole.images)
+
+
 @pytest.mark.parametrize("name", DEFENSES.names())
 def test_defense_contract(name):
     cls = DEFENSES.get(name)

@@ -15,21 +15,42 @@ and charges the same budget). One access object, and so one budget, covers both.
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from invbench.access import LEVELS, Access
 from invbench.errors import AccessError, ConfigError, DataError
-from invbench.params import Configurable
+from invbench.params import Configurable, Params
 from invbench.types import Reconstruction
 
 if TYPE_CHECKING:
     from invbench.cache import Cache
     from invbench.data.protocol import Split
+
+
+class ChunkParams(Params):
+    """``batch_size``: the most rows an attack optimises at once (use as a ``Params`` base).
+
+    A row is one optimised start: a requested image times its restarts (and, for attacks
+    that average over augmented views, times its views). With ``batch_size`` set,
+    :meth:`Attack.invert` splits a large request into consecutive chunks of
+    ``max(1, batch_size // rows_per_image)`` images and inverts them one after another, so
+    ``labels x per_label x restarts`` never has to fit in memory at once. For attacks whose
+    losses are per sample (``CHUNKS = "image"``) a chunk optimises the same objective as the
+    whole batch; only the order in which random starts are drawn differs, so results depend
+    on ``batch_size`` only through the random stream.
+    """
+
+    batch_size: int | None = Field(
+        None, ge=1,
+        description="most rows (images x restarts) optimised at once; None: all in one batch",
+    )
 
 
 class Attack(Configurable):
@@ -39,6 +60,11 @@ class Attack(Configurable):
     access: ClassVar[str] = "white-box"
     #: True when :meth:`prepare` must see public data (GAN priors and the like).
     needs_public: ClassVar[bool] = False
+    #: ``"image"``: the attack's losses are per image, so :meth:`invert` may split a request
+    #: into chunks of images when ``params.batch_size`` is set (see :class:`ChunkParams`);
+    #: ``None``: the attack has no ``batch_size`` or handles it itself (DeepInversion's BN
+    #: statistics and KEDMI's per-label distributions are per batch)
+    CHUNKS: ClassVar[str | None] = None
 
     #: target queries spent by the last :meth:`prepare` (from the cache's record when loaded)
     prepare_queries_: int = 0
@@ -133,7 +159,8 @@ class Attack(Configurable):
         the key, so a prior learned from one target is never reused for another (a prior
         learned from public data alone stays shared). The queries ``create()`` made are stored
         in the entry's sidecar as ``prepare_queries``; on a cache hit the access is charged
-        that many, so :attr:`prepare_queries_` and the budget are the same warm or cold.
+        that many, so :attr:`prepare_queries_` and the budget are the same warm or cold; the
+        training time is stored as ``train_seconds``.
         Returns the entry's metadata.
         """
         key_parts = dict(parts)
@@ -142,8 +169,10 @@ class Attack(Configurable):
         q0 = access.queries
 
         def counted() -> dict[str, Any]:
+            t0 = time.perf_counter()
             extra = dict(create() or {})
             extra["prepare_queries"] = access.queries - q0
+            extra["train_seconds"] = round(time.perf_counter() - t0, 1)
             return extra
 
         if cache is None:
@@ -183,7 +212,7 @@ class Attack(Configurable):
         lab = lab.repeat_interleave(per_label).to(access.device)
         gen = torch.Generator(device=access.device).manual_seed(int(seed))
         q0 = access.queries
-        rec = self._invert(access, lab, generator=gen, quiet=quiet)
+        rec = self._invert_chunks(access, lab, generator=gen, quiet=quiet)
         imgs = rec.images.detach().float().cpu()
         if imgs.shape[0] != lab.numel() or tuple(imgs.shape[1:]) != access.image_shape:
             raise RuntimeError(
@@ -197,4 +226,25 @@ class Attack(Configurable):
             labels=rec.labels.detach().long().cpu(),
             scores=rec.scores.detach().float().cpu(),
             queries=access.queries - q0,
+        )
+
+    def rows_per_image(self) -> int:
+        """Rows optimised together per requested image (``restarts``, default 1)."""
+        return int(getattr(self.params, "restarts", 1))
+
+    def _invert_chunks(self, access: Access, labels: Tensor, *, generator: torch.Generator,
+                       quiet: bool) -> Reconstruction:
+        """:meth:`_invert` on all of ``labels``, or chunk by chunk (see :class:`ChunkParams`)."""
+        batch_size = getattr(self.params, "batch_size", None)
+        rows = self.rows_per_image()
+        if self.CHUNKS != "image" or batch_size is None or labels.numel() * rows <= batch_size:
+            return self._invert(access, labels, generator=generator, quiet=quiet)
+        parts = [
+            self._invert(access, chunk, generator=generator, quiet=quiet)
+            for chunk in labels.split(max(1, int(batch_size) // rows))
+        ]
+        return Reconstruction(
+            images=torch.cat([r.images for r in parts]),
+            labels=torch.cat([r.labels for r in parts]),
+            scores=torch.cat([r.scores for r in parts]),
         )

@@ -32,7 +32,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from invbench.access import Access, WhiteBox
-from invbench.attacks.base import Attack
+from invbench.attacks.base import Attack, ChunkParams
 from invbench.attacks.components import (
     LommaParams,
     make_identity_loss,
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from invbench.data.protocol import Split
 
 
-class GANPriorParams(LommaParams):
+class GANPriorParams(LommaParams, ChunkParams):
     """Hyperparameters shared by attacks with a GAN prior (a subclass may change defaults)."""
 
     identity_loss: Literal["ce", "logit", "max-margin", "prob"] = Field(
@@ -77,6 +77,8 @@ class GANPriorAttack(Attack):
     )
     #: True when training the prior queries the target (its key then holds the target's)
     USES_TARGET: ClassVar[bool] = False
+    #: latent searches are per image (a frozen prior in eval mode): invert may chunk them
+    CHUNKS: ClassVar[str | None] = "image"
 
     Params = GANPriorParams
 

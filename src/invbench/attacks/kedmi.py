@@ -71,7 +71,10 @@ class KEDMI(GANPriorAttack):
     ``mu`` and ``log sigma``, ``samples`` draws per label and step. All requested labels
     are optimised in one batch of ``(#distinct labels) x samples`` images; images of one
     batch interact only through ``D``'s minibatch discrimination (as in the reference, whose
-    batch holds one draw for each of 60 identities). Every requested image — the
+    batch holds one draw for each of 60 identities). With ``batch_size``, the distinct labels
+    are searched in groups of ``max(1, batch_size // samples)`` whole labels, one group after
+    another: a group changes the result only through those minibatch features and the random
+    stream. Every requested image — the
     ``per_label`` images of a label are all samples of that label's one distribution —
     then gets ``n_samples`` fresh draws from its label's distribution, and the draw the
     target gives the highest softmax probability of the label is kept
@@ -230,17 +233,55 @@ class KEDMI(GANPriorAttack):
         prior = self.prior(access)
         p = self.params
         dev = access.device
-        G, D = prior["generator"], prior["discriminator"]
+        G = prior["generator"]
         # one distribution per distinct requested label; entry i of labels uses inverse[i]
         uniq, inverse = torch.unique(labels, sorted=True, return_inverse=True)
+        # batch_size: whole labels per search batch (a label's distribution is learned from
+        # its `samples` draws together, and D's minibatch features compare a batch's draws)
+        per_chunk = uniq.numel() if p.batch_size is None else max(1, p.batch_size // p.samples)
+        self.history_ = []
+        mus, log_sigmas = [], []
+        for group in uniq.split(per_chunk):
+            dist = self._search(access, prior, group, generator=generator, quiet=quiet)
+            mus.append(dist.mu.detach())
+            log_sigmas.append(dist.log_sigma.detach())
+        dist = LatentGaussian(uniq.numel(), p.latent_dim, generator=generator, device=dev,
+                              init_std=p.init_std)
+        with torch.no_grad():
+            dist.mu.copy_(torch.cat(mus))
+            dist.log_sigma.copy_(torch.cat(log_sigmas))
+
+        with torch.inference_mode():
+            n, k = labels.shape[0], p.n_samples
+            mu = dist.mu.detach()[inverse]
+            sigma = dist.log_sigma.detach().exp()[inverse]
+            eps = torch.randn(k, n, p.latent_dim, generator=generator,
+                              device=generator.device).to(dev)
+            z = (mu + sigma * eps).reshape(k * n, p.latent_dim)  # row r * n + i: image i
+            images = torch.cat([G(z[c]) for c in chunked(k * n, _CHUNK)])
+            cand_labels = labels.repeat(k)
+            scores = torch.cat([
+                target_confidence(access.logits(images[c]), cand_labels[c])
+                for c in chunked(k * n, _CHUNK)
+            ])
+        groups = torch.arange(n, device=dev).repeat(k)
+        pick = final_selection(images, scores, groups).squeeze(1)
+        self.distribution_ = dist.requires_grad_(False).cpu()
+        self.distribution_labels_ = uniq.cpu()
+        return Reconstruction(images=images[pick], labels=labels, scores=scores[pick])
+
+    def _search(self, access: Access, prior: dict[str, nn.Module], uniq: Tensor, *,
+                generator: torch.Generator, quiet: bool) -> LatentGaussian:
+        """Learn the latent distributions of the distinct labels ``uniq`` together."""
+        p = self.params
+        G, D = prior["generator"], prior["discriminator"]
         n_dist, s = int(uniq.numel()), p.samples
-        dist = LatentGaussian(n_dist, p.latent_dim, generator=generator, device=dev,
+        dist = LatentGaussian(n_dist, p.latent_dim, generator=generator, device=access.device,
                               init_std=p.init_std)
         params = [dist.mu, dist.log_sigma]
         opt = torch.optim.Adam(params, lr=p.lr)
         lab = uniq.repeat_interleave(s)  # row d * s + j of a step's batch is label uniq[d]
         lam = p.lambda_id
-        self.history_ = []
 
         reported = 0
         with progress_bar(p.iterations, self.name, quiet=quiet) as bar:
@@ -263,22 +304,4 @@ class KEDMI(GANPriorAttack):
                         bar.update(prior=record["prior"], identity=record["identity"])
                     bar.advance(step - reported)
                     reported = step
-
-        with torch.inference_mode():
-            n, k = labels.shape[0], p.n_samples
-            mu = dist.mu.detach()[inverse]
-            sigma = dist.log_sigma.detach().exp()[inverse]
-            eps = torch.randn(k, n, p.latent_dim, generator=generator,
-                              device=generator.device).to(dev)
-            z = (mu + sigma * eps).reshape(k * n, p.latent_dim)  # row r * n + i: image i
-            images = torch.cat([G(z[c]) for c in chunked(k * n, _CHUNK)])
-            cand_labels = labels.repeat(k)
-            scores = torch.cat([
-                target_confidence(access.logits(images[c]), cand_labels[c])
-                for c in chunked(k * n, _CHUNK)
-            ])
-        groups = torch.arange(n, device=dev).repeat(k)
-        pick = final_selection(images, scores, groups).squeeze(1)
-        self.distribution_ = dist.requires_grad_(False).cpu()
-        self.distribution_labels_ = uniq.cpu()
-        return Reconstruction(images=images[pick], labels=labels, scores=scores[pick])
+        return dist

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import Tensor
 
 from invbench.access import Access, WhiteBox
-from invbench.attacks.base import Attack, Reconstruction
+from invbench.attacks.base import Attack, ChunkParams, Reconstruction
 from invbench.attacks.components import (
     expand_restarts,
     l2_prior,
@@ -19,7 +19,6 @@ from invbench.attacks.components import (
     total_variation,
 )
 from invbench.errors import AccessError, ConfigError
-from invbench.params import Params as _Params
 from invbench.progress import progress_bar
 from invbench.registry import register_attack
 
@@ -106,8 +105,9 @@ class MIFace(Attack):
 
     access: ClassVar[str] = "white-box"
     needs_public: ClassVar[bool] = False
+    CHUNKS: ClassVar[str | None] = "image"
 
-    class Params(_Params):
+    class Params(ChunkParams):
         """MI-Face's hyperparameters (paper defaults noted in each description)."""
         steps: int = Field(300, ge=1, description="gradient steps (paper alpha: 5000)")
         lr: float = Field(0.1, gt=0, description="step size on the pixels (paper lambda: 0.1)")

@@ -308,6 +308,10 @@ class PLGMI(GANPriorAttack):
         with torch.inference_mode():
             return torch.cat([G(z[s].to(dev), y[s].to(dev)) for s in chunked(n, 256)])
 
+    def rows_per_image(self) -> int:
+        """Every image is optimised as ``restarts`` latents seen in ``views`` views each."""
+        return self.params.restarts * self.params.views
+
     def _start(self, access: Access, G: nn.Module, labels: Tensor,
                generator: torch.Generator) -> Tensor:
         """Starting latents, restart-major (as :func:`expand_restarts`); PPA's initial

@@ -160,8 +160,13 @@ def _timed(ctx: RunContext, key: str, t0: float) -> float:
     return dt
 
 
-def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
-    """The trained target for ``defense`` (from the content-addressed cache when possible)."""
+def run_target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
+    """The trained target for ``defense`` and its private-test accuracy (cached when possible).
+
+    Trained once per run and defense, stored in ``ctx.cache`` under the protocol, training
+    config, defense and seed; reseeded with the run's seed. Benchmark scripts use it to get
+    the very target a run attacks (``benchmarks/gan_priors.py``).
+    """
     label = _target_label(defense)
     if label in ctx.targets:
         return ctx.targets[label]
@@ -202,7 +207,8 @@ def _target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
     return model, acc
 
 
-def _judges(ctx: RunContext) -> EvalContext:
+def run_judges(ctx: RunContext) -> EvalContext:
+    """The run's evaluation context (evaluators trained or loaded once per run)."""
     if ctx.judges is None:
         ctx.judges, ctx.ref_index = build_judges(
             ctx.protocol,
@@ -221,7 +227,7 @@ def _references(ctx: RunContext, defense: Defense, model: nn.Module) -> dict[str
     label = _target_label(defense)
     if label in ctx.references:
         return ctx.references[label]
-    judges = _judges(ctx)
+    judges = run_judges(ctx)
     s, p = ctx.spec, ctx.protocol
     labels = _labels(s, p)
     per_class = s.references.per_class
@@ -336,7 +342,7 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
         )
         return {**stored, "cached": True}
 
-    _judges(ctx)  # the evaluators are the benchmark's own: their errors are not the method's
+    run_judges(ctx)  # the evaluators are the benchmark's own: their errors are not the method's
     t0 = time.perf_counter()
     try:
         return _execute(ctx, defense, attack, cspec, key, t0)
@@ -379,8 +385,8 @@ def _execute(
     t0: float,
 ) -> dict[str, Any]:
     s = ctx.spec
-    model, acc = _target(ctx, defense)
-    judges = _judges(ctx)
+    model, acc = run_target(ctx, defense)
+    judges = run_judges(ctx)
     refs = _references(ctx, defense, model)
     cell = f"{method_label(defense)} x {method_label(attack)}"
 
