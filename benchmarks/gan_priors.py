@@ -24,6 +24,7 @@ Prints one JSON object::
 Usage::
 
     python benchmarks/gan_priors.py benchmarks/specs/fashion-white-box.yaml --out DIR
+    python benchmarks/gan_priors.py SPEC --out DIR --grid docs/img   # + sample grids
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=1000, help="samples per prior (>= 2)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: the spec's)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--grid", type=Path, default=None,
+                    help="folder for one PNG per prior: 8 public images | 16 samples")
     args = ap.parse_args()
     if args.samples < 2:
         ap.error("--samples must be >= 2")
@@ -128,7 +131,17 @@ def main() -> int:
             prepare_s = time.perf_counter() - t0
             meta = attack.prior_meta_ or {}
             gen = torch.Generator(device=device).manual_seed(spec.seed + 1)
-            fake = robust.features(attack.sample_prior(n, gen)).double().cpu()
+            samples = attack.sample_prior(n, gen)
+            fake = robust.features(samples).double().cpu()
+            if args.grid is not None:
+                from invbench.report.grids import save_comparison_grid
+
+                save_comparison_grid(
+                    args.grid / f"prior-{attack.name}.png", private=public[order[:8]],
+                    private_labels=torch.zeros(8, dtype=torch.long), recon=samples[:16].cpu(),
+                    recon_labels=torch.zeros(16, dtype=torch.long), class_names={0: "public | prior samples"},
+                    columns=16, private_columns=8,
+                )
             rows.append({
                 "attack": attack.name,
                 "prior": attack.PRIOR_KIND,

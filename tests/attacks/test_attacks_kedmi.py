@@ -223,3 +223,15 @@ def test_lomma_plug_in_changes_the_identity_loss(setup, tmp_path) -> None:
     assert not torch.allclose(with_aug, without)  # the surrogates and p_reg change the loss
     rec = attack.invert(access, [0, 1], per_label=1, seed=0)
     assert rec.queries == 4 * 2 + 2  # invert's own queries only
+
+
+def test_clip_bounds_every_latent_it_samples(setup) -> None:
+    _, target, prepared, _ = setup
+    attack = _reuse(KEDMI(**GAN, iterations=5, clip=1e-4), prepared)
+    rec = attack.invert(_white(target), [0, 2], per_label=2, seed=0)
+    with torch.inference_mode():
+        centre = attack.generator_(torch.zeros(1, attack.params.latent_dim))
+    # every latent lies within 1e-4 of the origin, so every image is G(0) up to rounding
+    torch.testing.assert_close(rec.images, centre.expand_as(rec.images), atol=1e-3, rtol=0)
+    free = _reuse(KEDMI(**GAN, iterations=5), prepared).invert(_white(target), [0, 2], seed=0)
+    assert float((free.images - centre).abs().max()) > 0.1
