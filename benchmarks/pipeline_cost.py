@@ -84,6 +84,9 @@ def main() -> int:
                 "metrics": r.get("metrics"),
                 "references": r.get("references"),
                 "warnings": r.get("warnings"),
+                "queries": r.get("queries"),
+                "prepare_queries": r.get("prepare_queries"),
+                "seconds": r.get("seconds"),
                 "grid": (r.get("artifacts") or {}).get("grid"),
             }
             for r in results
