@@ -110,3 +110,48 @@ def test_attack_refuses_weaker_access_and_black_box_attack_never_sees_the_module
     assert not any(isinstance(v, nn.Module) for v in vars(handed).values())
     assert rec.images.shape == (6, *SHAPE) and rec.queries == 6
     assert rec.labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_logits_and_features_come_from_one_counted_pass() -> None:
+    from invbench.defenses.mid import VIBClassifier
+    from invbench.models import make_classifier, reseed
+
+    torch.manual_seed(0)
+    plain = make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5).eval()
+    vib = VIBClassifier(make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5),
+                        num_classes=5, k=8, samples=2).eval()
+    x = torch.rand(6, 1, 8, 8, requires_grad=True)
+    for model in (plain, vib):
+        calls: list[int] = []
+        handle = model.feature_module.register_forward_hook(
+            lambda *_, seen=calls: seen.append(1)
+        )
+        access = WhiteBox(model, num_classes=5, image_shape=(1, 8, 8))
+        reseed(model, 3)
+        logits, feats = access.logits_and_features(x)
+        assert len(calls) == 1 and access.queries == 6  # one pass, counted once
+        reseed(model, 3)
+        torch.testing.assert_close(logits, model(x))
+        torch.testing.assert_close(feats, model.features(x))
+        (grad,) = torch.autograd.grad(feats.sum() + logits.sum(), x)
+        assert grad.abs().sum() > 0
+        handle.remove()
+
+
+def test_logits_and_features_without_a_feature_module_runs_features() -> None:
+    class Bare(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def features(self, x):
+            return x.flatten(1) * 2
+
+        def forward(self, x):
+            return self.lin(x.flatten(1))
+
+    access = WhiteBox(Bare(), num_classes=3, image_shape=(1, 2, 2))
+    x = torch.rand(5, 1, 2, 2)
+    logits, feats = access.logits_and_features(x)
+    assert logits.shape == (5, 3) and access.queries == 5
+    torch.testing.assert_close(feats, x.flatten(1) * 2)

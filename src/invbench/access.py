@@ -156,6 +156,29 @@ class WhiteBox(Access):
 
     __call__ = logits
 
+    def logits_and_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (N, K) and penultimate features ``model.features(x)`` (N, D), both
+        differentiable; counts N queries (the features are read from the same forward).
+
+        With a ``feature_module`` on the model (invbench's classifiers and MID's
+        ``VIBClassifier``) the features are captured from that module during the one
+        forward pass; otherwise ``model.features`` runs a second pass.
+        """
+        module = getattr(self.model, "feature_module", None)
+        if not isinstance(module, nn.Module):
+            return self.logits(x), self.model.features(x)  # type: ignore[operator]
+        seen: list[Tensor] = []
+        handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        try:
+            logits = self.logits(x)
+        finally:
+            handle.remove()
+        if len(seen) != 1:
+            raise RuntimeError(
+                f"the target's feature_module ran {len(seen)} times in one forward, expected 1"
+            )
+        return logits, seen[0]
+
     def predict_proba(self, x: Tensor) -> Tensor:
         """Probability vectors (N, K), not differentiable; counts N queries."""
         with torch.inference_mode():

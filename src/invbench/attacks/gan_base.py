@@ -243,10 +243,14 @@ class GANPriorAttack(Attack):
         distilled surrogates plus ``p_reg_weight * ||phi(x) - p_reg||^2`` on the target's
         penultimate features (Nguyen et al. 2023).
         """
-        logits = access.logits(images)
         aug = self.augmentation_
         if aug is None:
-            return self._identity(logits, labels)
+            return self._identity(access.logits(images), labels)
+        if aug.uses_features and isinstance(access, WhiteBox):
+            # one target pass gives both the logits and p_reg's features
+            logits, feats = access.logits_and_features(images)
+        else:
+            logits, feats = access.logits(images), None
         return aug.identity(self._identity, images, labels, logits) + aug.feature_reg(
-            access, images
+            access, images, features=feats
         )

@@ -82,6 +82,11 @@ class VIBClassifier(nn.Module):
         """The backbone's penultimate features (B, feat_dim)."""
         return self.backbone.features(x)  # type: ignore[operator]
 
+    @property
+    def feature_module(self) -> nn.Module:
+        """The backbone's module whose output is :meth:`features` (see ``Classifier``)."""
+        return self.backbone.feature_module  # type: ignore[return-value]
+
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The code's mean and standard deviation, each (B, k)."""
         stats = self.encoder(self.features(x))

@@ -129,6 +129,12 @@ class Classifier(nn.Module):
         """Penultimate features (B, feat_dim) of images ``x`` (B, C, H, W) in [0, 1]."""
         return self.body(x * 2.0 - 1.0)
 
+    @property
+    def feature_module(self) -> nn.Module:
+        """The module whose output is :meth:`features` (``body``): hook it to read the
+        features of a forward pass without a second pass."""
+        return self.body
+
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, num_classes) of images ``x`` (B, C, H, W) in [0, 1]."""
         return self.head(self.features(x))

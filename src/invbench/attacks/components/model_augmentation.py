@@ -472,13 +472,22 @@ class ModelAugmentation:
             total = total + loss(s(images), labels)
         return total / (1 + len(self.surrogates_))
 
-    def feature_reg(self, access: Access, images: Tensor) -> Tensor:
+    @property
+    def uses_features(self) -> bool:
+        """Whether :meth:`feature_reg` needs the target's features (``p_reg_weight > 0``)."""
+        return self.p_reg_weight != 0
+
+    def feature_reg(
+        self, access: Access, images: Tensor, *, features: Tensor | None = None
+    ) -> Tensor:
         """LOMMA's ``p_reg_weight * mean_d (phi(x)_d - p_reg_d)^2`` per sample, ``(B,)``.
 
         ``phi`` is the white-box target's penultimate layer (``access.model.features``),
         read on images the attack queries through ``access.logits`` in the same step, so
-        no query is counted here. Zeros (no forward pass) when the weight is 0. Add it to
-        the identity term, inside the attack's ``lambda_id``, as the reference does.
+        no query is counted here. Pass ``features`` when the attack already has them from
+        its forward pass (:meth:`~invbench.access.WhiteBox.logits_and_features`): then no
+        second pass runs. Zeros (no forward pass) when the weight is 0. Add it to the
+        identity term, inside the attack's ``lambda_id``, as the reference does.
         """
         self._check_prepared()
         if self.p_reg_weight == 0 or self.p_reg_ is None:
@@ -487,5 +496,5 @@ class ModelAugmentation:
             raise AccessError(
                 f"LOMMA's feature regulariser needs white-box access, got {access.level}"
             )
-        feats = access.model.features(images)  # type: ignore[operator]
+        feats = access.model.features(images) if features is None else features  # type: ignore[operator]
         return self.p_reg_weight * (feats - self.p_reg_).pow(2).mean(1)
