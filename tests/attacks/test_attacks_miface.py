@@ -173,7 +173,7 @@ def test_refuses_weaker_access(setup, level) -> None:
         ({"lr": -1.0}, "The 'lr' parameter of attack 'mi-face' must be > 0.0. Got -1.0 instead."),
         ({"gamma": 1.0}, "The 'gamma' parameter of attack 'mi-face' must be < 1.0. Got 1.0"),
         ({"loss": "hinge"}, "The 'loss' parameter of attack 'mi-face'"),
-        ({"step": 3}, "attack 'mi-face' has no parameter 'step'; its parameters are: steps,"),
+        ({"step": 3}, "attack 'mi-face' has no parameter 'step'; its parameters are: batch_size, steps,"),
         ({"restarts": 2, "init": "zeros"},
          "The 'restarts' parameter of attack 'mi-face' must be 1 when init='zeros'"),
         ({"init_scale": 0.0}, "The 'init_scale' parameter of attack 'mi-face' must be > 0.0."),
