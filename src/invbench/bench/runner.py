@@ -172,28 +172,12 @@ def run_target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
         return ctx.targets[label]
     s = ctx.spec
     t0 = time.perf_counter()
-    torch.manual_seed(s.seed)  # the same initial weights as Defense.train(seed=s.seed)
-    model = defense.build(
-        arch=s.train.arch,
-        image_shape=ctx.protocol.image_shape,
-        num_classes=ctx.protocol.num_classes,
+    model = defense.train(
+        ctx.protocol, config=s.train, seed=s.seed, device=ctx.device, quiet=ctx.quiet,
+        cache=ctx.cache,
     )
-    parts = {
-        "protocol": ctx.protocol.fingerprint(),
-        "train": s.train.model_dump(),
-        "defense": defense.name,
-        "defense_params": defense.get_params(),
-        "seed": s.seed,
-    }
-
-    def create() -> dict[str, Any]:
-        defense.fit(
-            model, ctx.protocol, config=s.train, seed=s.seed, device=ctx.device, quiet=ctx.quiet
-        )
-        return {"defense": defense.name}
-
-    _meta, hit = ctx.cache.get_or_create("target", parts, {"model": model}, create)
-    ctx.target_keys[label] = ctx.cache.key(parts)
+    hit = defense.train_hit_
+    ctx.target_keys[label] = ctx.cache.key(defense.cache_parts(ctx.protocol, s.train, s.seed))
     model = model.to(ctx.device).eval()
     reseed(model, s.seed)
     acc = target_accuracy(model, ctx.protocol.private_test, device=ctx.device)
