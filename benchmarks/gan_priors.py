@@ -139,8 +139,8 @@ def main() -> int:
                 save_comparison_grid(
                     args.grid / f"prior-{attack.name}.png", private=public[order[:8]],
                     private_labels=torch.zeros(8, dtype=torch.long), recon=samples[:16].cpu(),
-                    recon_labels=torch.zeros(16, dtype=torch.long), class_names={0: "public | prior samples"},
-                    columns=16, private_columns=8,
+                    recon_labels=torch.zeros(16, dtype=torch.long),
+                    class_names={0: "public | prior samples"}, columns=16, private_columns=8,
                 )
             rows.append({
                 "attack": attack.name,
