@@ -265,3 +265,53 @@ def test_mobile_learns_digits(digits_protocol) -> None:  # noqa: ANN001
     train_classifier(model, p.private_train.x, p.private_train.y, epochs=5)
     after = evaluate_accuracy(model, p.private_test.x, p.private_test.y)
     assert after >= 0.9  # chance is 0.2 (5 classes); measured 0.98 (squeeze: 0.99)
+
+
+@pytest.mark.parametrize(("arch", "shape", "n_blocks"),
+                         [("cnn-s", (1, 8, 8), 4), ("cnn-m", (1, 28, 28), 6),
+                          ("cnn-l", (3, 64, 64), 7), ("mlp", (1, 8, 8), 2)])
+def test_blocks_partition_the_body_and_hidden_ends_in_the_features(arch, shape, n_blocks) -> None:
+    torch.manual_seed(0)
+    model = make_classifier(arch, image_shape=shape, num_classes=5).eval()
+    blocks = model.blocks()
+    assert len(blocks) == n_blocks
+    # every body parameter (and BN buffer) belongs to exactly one block, shared not copied
+    block_params = [p for b in blocks for p in b.parameters()]
+    assert len(block_params) == len(list(model.body.parameters()))
+    assert {id(p) for p in block_params} == {id(p) for p in model.body.parameters()}
+    x = torch.rand(3, *shape)
+    with torch.no_grad():
+        hidden = model.hidden(x)
+        assert len(hidden) == n_blocks
+        torch.testing.assert_close(hidden[-1], model.features(x))
+        assert all(h.shape[0] == 3 for h in hidden)
+        if arch.startswith("cnn"):
+            assert hidden[0].ndim == 4  # the first block is convolutional
+
+
+def test_blocks_of_a_body_of_blocks_and_of_no_sequential_body() -> None:
+    torch.manual_seed(0)
+    resnet = make_classifier("resnet", image_shape=(1, 8, 8), num_classes=5).eval()
+    blocks = resnet.blocks()
+    composite = [m for m in resnet.body.children() if next(m.children(), None) is not None]
+    assert len(composite) >= 2
+    for block in composite:  # every residual block is a block of its own
+        assert any(len(b) == 1 and b[0] is block for b in blocks)
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(resnet.hidden(x)[-1], resnet.features(x))
+    vit = make_classifier("vit", image_shape=(1, 8, 8), num_classes=5)
+    with pytest.raises(ConfigError, match="has no sequential body"):
+        vit.blocks()
+
+
+def test_vib_classifier_passes_blocks_and_hidden_through() -> None:
+    from invbench.defenses.mid import VIBClassifier
+
+    torch.manual_seed(0)
+    backbone = make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5)
+    vib = VIBClassifier(backbone, num_classes=5, k=8, samples=0).eval()
+    x = torch.rand(2, 1, 8, 8)
+    assert len(vib.blocks()) == len(backbone.blocks())
+    with torch.no_grad():
+        torch.testing.assert_close(vib.hidden(x)[-1], vib.features(x))

@@ -82,6 +82,14 @@ class VIBClassifier(nn.Module):
         """The backbone's penultimate features (B, feat_dim)."""
         return self.backbone.features(x)  # type: ignore[operator]
 
+    def blocks(self) -> list[nn.Module]:
+        """The backbone's blocks (see ``Classifier.blocks``); the bottleneck is not one."""
+        return self.backbone.blocks()  # type: ignore[operator,no-any-return]
+
+    def hidden(self, x: Tensor) -> list[Tensor]:
+        """The backbone's block outputs (see ``Classifier.hidden``)."""
+        return self.backbone.hidden(x)  # type: ignore[operator,no-any-return]
+
     @property
     def feature_module(self) -> nn.Module:
         """The backbone's module whose output is :meth:`features` (see ``Classifier``)."""

@@ -129,6 +129,55 @@ class Classifier(nn.Module):
         """Penultimate features (B, feat_dim) of images ``x`` (B, C, H, W) in [0, 1]."""
         return self.body(x * 2.0 - 1.0)
 
+    def blocks(self) -> list[nn.Module]:
+        """The body's ordered blocks, ending in the penultimate features.
+
+        For a sequential body of layers (the target families ``cnn-*`` and ``mlp``) a block
+        ends after every activation: ``conv, BatchNorm, ReLU`` (a pooling layer opens the
+        next block), the last block is the pooling/flatten/linear stage that gives
+        :meth:`features`; a composite child (``resnet``'s pre-activation blocks,
+        ``dense``'s dense layers) is a block of its own. Each
+        block is an ``nn.Sequential`` sharing the body's modules, so freezing a block's
+        parameters (TL-DMI) freezes the body's, and ``blocks()[i]`` is the same
+        ``hidden(x)[i]`` producer every call. Running the blocks in order is the body.
+
+        Raises:
+            ConfigError: a body that is not ``nn.Sequential`` (``vit``).
+        """
+        from invbench.errors import ConfigError
+
+        if not isinstance(self.body, nn.Sequential):
+            raise ConfigError(
+                f"classifier '{self.arch}' has no sequential body, so no blocks; blocks are "
+                f"defined for the target families ({', '.join(TARGET_ARCHS[1:])}) and the "
+                f"sequential evaluator families"
+            )
+        groups: list[list[nn.Module]] = [[]]
+        for layer in self.body:
+            if next(layer.children(), None) is not None:  # a composite block of its own
+                if groups[-1]:
+                    groups.append([])
+                groups[-1].append(layer)
+                groups.append([])
+                continue
+            groups[-1].append(layer)
+            if isinstance(layer, _ACTIVATIONS):
+                groups.append([])
+        if not groups[-1]:
+            groups.pop()
+        return [nn.Sequential(*g) for g in groups]
+
+    def hidden(self, x: Tensor) -> list[Tensor]:
+        """Every block's output for images ``x`` in [0, 1]; the last is ``features(x)``.
+
+        Shapes: ``(B, C_i, H_i, W_i)`` for convolutional blocks, ``(B, feat_dim)`` last.
+        """
+        out, h = [], x * 2.0 - 1.0
+        for block in self.blocks():
+            h = block(h)
+            out.append(h)
+        return out
+
     @property
     def feature_module(self) -> nn.Module:
         """The module whose output is :meth:`features` (``body``): hook it to read the
@@ -138,6 +187,10 @@ class Classifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, num_classes) of images ``x`` (B, C, H, W) in [0, 1]."""
         return self.head(self.features(x))
+
+
+#: layers that end a block of a sequential body (see :meth:`Classifier.blocks`)
+_ACTIVATIONS = (nn.ReLU, nn.GELU, nn.LeakyReLU, nn.SiLU)
 
 
 def _conv_bn(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
