@@ -373,3 +373,79 @@ def test_adversarial_setting_must_be_the_settings_object(digits_0_4) -> None:
         train_classifier(model, digits_0_4[0][:8], digits_0_4[1][:8], epochs=1,
                          adversarial={"method": "pgd", "eps": 0.1})  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
+
+
+# -- plug-in points: parameter groups, optimiser factory, batch rewriting, sampling --------
+
+
+def test_params_limits_what_is_trained(digits_0_4) -> None:
+    x, y, _, _ = digits_0_4
+    torch.manual_seed(0)
+    model = make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5)
+    body = {k: v.clone() for k, v in model.body.state_dict().items()}
+    head = {k: v.clone() for k, v in model.head.state_dict().items()}
+    train_classifier(model, x, y, epochs=1, params=model.head.parameters(), seed=0)
+    # the body's weights did not move (its BN statistics may: it still runs in train mode)
+    for k, v in model.body.state_dict().items():
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, body[k]), k
+    assert any(not torch.equal(v, head[k]) for k, v in model.head.state_dict().items())
+    with pytest.raises(ConfigError, match="params is empty"):
+        train_classifier(model, x, y, epochs=1, params=[])
+
+
+def test_optimizer_factory_and_parameter_groups(digits_0_4) -> None:
+    x, y, _, _ = digits_0_4
+    torch.manual_seed(0)
+    model = make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5)
+    made: list[torch.optim.Optimizer] = []
+
+    def sgd(params):
+        made.append(torch.optim.SGD(params, lr=0.05, momentum=0.9))
+        return made[-1]
+
+    groups = [{"params": model.body.parameters(), "lr": 0.0},
+              {"params": model.head.parameters()}]
+    before = model.body[0].weight.clone()
+    train_classifier(model, x, y, epochs=2, params=groups, optimizer=sgd, seed=0)
+    assert len(made) == 1 and len(made[0].param_groups) == 2
+    assert torch.equal(model.body[0].weight, before)  # lr 0 for the body's group
+    assert evaluate_accuracy(model, x, y) > 0.5  # the head alone learns on random features
+    with pytest.raises(ConfigError, match="must return a torch.optim.Optimizer"):
+        train_classifier(model, x, y, epochs=1, optimizer=lambda p: None)
+
+
+def test_batch_fn_rewrites_every_batch(digits_0_4) -> None:
+    x, y, _, _ = digits_0_4
+    torch.manual_seed(0)
+    model = make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5)
+    sizes: list[int] = []
+
+    def everything_is_class_3(xb, yb, gen):
+        assert isinstance(gen, torch.Generator)
+        sizes.append(xb.shape[0])
+        return xb, torch.full_like(yb, 3)
+
+    train_classifier(model, x, y, epochs=1, batch_size=64, batch_fn=everything_is_class_3,
+                     seed=0)
+    assert sum(sizes) == x.shape[0] - (1 if x.shape[0] % 64 == 1 else 0)
+    with torch.inference_mode():
+        assert bool((model(x).argmax(1) == 3).all())  # it learned the rewritten labels
+
+
+def test_sampler_decides_the_batches(digits_0_4) -> None:
+    x, y, _, _ = digits_0_4
+    torch.manual_seed(0)
+    model = make_classifier("cnn-s", image_shape=(1, 8, 8), num_classes=5)
+    seen: list[Tensor] = []
+
+    def only_class_1(n, gen):
+        idx = torch.nonzero(y == 1).flatten()
+        return [idx[torch.randperm(len(idx), generator=gen)][:16] for _ in range(4)]
+
+    def loss(m, xb, yb):
+        seen.append(yb)
+        return nn.functional.cross_entropy(m(xb), yb)
+
+    train_classifier(model, x, y, epochs=2, sampler=only_class_1, loss_fn=loss, seed=0)
+    assert len(seen) == 8 and all(bool((b == 1).all()) and b.shape[0] == 16 for b in seen)

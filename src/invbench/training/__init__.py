@@ -2,7 +2,9 @@
 
 - :func:`train_classifier`: mini-batch Adam on a classifier with any per-batch loss (a
   defense passes its own, e.g. cross-entropy plus an information bottleneck term),
-  optionally on adversarial examples (PGD or FGSM-RS, :mod:`invbench.adversarial`).
+  optionally on adversarial examples (PGD or FGSM-RS, :mod:`invbench.adversarial`); its
+  plug-in points (``params``, ``optimizer``, ``batch_fn``, ``sampler``) let defenses such
+  as TL-DMI, DP-SGD, Trap-MID and random erasing reuse the one loop.
 - :func:`train_wgan_gp`: a WGAN-GP image prior (Gulrajani et al. 2017, "Improved Training
   of Wasserstein GANs", https://arxiv.org/abs/1704.00028) from public data.
 - :func:`train_kedmi_gan`: KEDMI's semi-supervised GAN on the target's soft labels.
@@ -16,12 +18,21 @@ only every few steps, for that bar.
 
 from invbench.training._common import LossFn, default_max_shift
 from invbench.training.cgan import train_plgmi_cgan
-from invbench.training.classifier import evaluate_accuracy, train_classifier
+from invbench.training.classifier import (
+    BatchFn,
+    OptimizerFactory,
+    Sampler,
+    evaluate_accuracy,
+    train_classifier,
+)
 from invbench.training.distill import distill_classifier
 from invbench.training.kedmi import train_kedmi_gan
 from invbench.training.wgan import train_wgan_gp
 
 __all__ = [
+    "BatchFn",
+    "OptimizerFactory",
+    "Sampler",
     "LossFn",
     "default_max_shift",
     "distill_classifier",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -23,6 +26,13 @@ from invbench.training._common import (
     default_max_shift,
 )
 
+#: ``optimizer(params) -> torch.optim.Optimizer`` (params: parameters or parameter groups)
+OptimizerFactory = Callable[[list[Any]], torch.optim.Optimizer]
+#: ``batch_fn(xb, yb, generator) -> (xb, yb)``: rewrites a training batch
+BatchFn = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]
+#: ``sampler(n, generator) -> [index tensors]``: the batches of one epoch
+Sampler = Callable[[int, torch.Generator], list[Tensor]]
+
 
 def train_classifier(
     model: nn.Module,
@@ -40,6 +50,10 @@ def train_classifier(
     quiet: bool = True,
     desc: str = "train",
     adversarial: AdversarialTraining | None = None,
+    params: Iterable[nn.Parameter] | Iterable[dict[str, Any]] | None = None,
+    optimizer: OptimizerFactory | None = None,
+    batch_fn: BatchFn | None = None,
+    sampler: Sampler | None = None,
 ) -> nn.Module:
     """Train ``model`` in place with Adam on images ``x`` and labels ``y``.
 
@@ -75,6 +89,17 @@ def train_classifier(
         desc: progress bar label.
         adversarial: train on adversarial examples made with these settings (default: off);
             see :func:`invbench.adversarial.default_adversarial`.
+        params: what the optimiser updates: parameters or parameter groups (dicts with
+            ``"params"`` and per-group settings such as ``"lr"``); default all of
+            ``model.parameters()``. TL-DMI passes only the unfrozen blocks.
+        optimizer: ``optimizer(params) -> torch.optim.Optimizer`` (default: Adam with ``lr``
+            and ``weight_decay``); DP-SGD passes a factory for its private optimiser.
+        batch_fn: ``batch_fn(xb, yb, generator) -> (xb, yb)`` applied to every batch after
+            augmentation (Trap-MID mixes in its trapdoor batches here; random erasing erases
+            here); draw randomness from ``generator`` (seeded with ``seed``).
+        sampler: ``sampler(n, generator) -> list of index tensors``, the batches of one
+            epoch (default: a shuffled order cut into ``batch_size`` chunks). DP-SGD passes
+            Poisson sampling. Batches of fewer than 2 images are skipped (BatchNorm).
 
     Returns:
         ``model``, trained, in eval mode, on ``device``.
@@ -110,7 +135,24 @@ def train_classifier(
     shift = default_max_shift(x.shape[2]) if augment else 0
     steps_per_epoch = (n + batch_size - 1) // batch_size
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    trained = list(model.parameters() if params is None else params)
+    if not trained:
+        raise ConfigError(f"{desc}: params is empty; give the parameters to train")
+    if optimizer is None:
+        opt = torch.optim.Adam(trained, lr=lr, weight_decay=weight_decay)
+    else:
+        opt = optimizer(trained)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise ConfigError(
+                f"{desc}: optimizer must return a torch.optim.Optimizer, got {type(opt).__name__}"
+            )
+
+    def epoch_batches() -> list[Tensor]:
+        if sampler is not None:
+            return [b.to(dev) for b in sampler(n, gen)]
+        order = torch.randperm(n, generator=gen).to(dev)
+        return list(order.split(batch_size))
+
     model.train()
     with (
         torch.random.fork_rng(devices=_fork_devices(dev)),
@@ -120,15 +162,16 @@ def train_classifier(
         running = torch.zeros((), device=dev)
         seen = 0
         for epoch in range(epochs):
-            order = torch.randperm(n, generator=gen).to(dev)
-            for step in range(steps_per_epoch):
-                idx = order[step * batch_size : (step + 1) * batch_size]
+            batches = epoch_batches()
+            for step, idx in enumerate(batches):
                 bar.advance()
                 if idx.shape[0] < 2 <= n:
                     continue
                 xb, yb = x[idx], y[idx]
                 if shift:
                     xb = augment_batch(xb, max_shift=shift, generator=gen)
+                if batch_fn is not None:
+                    xb, yb = batch_fn(xb, yb, gen)
                 if adversarial is not None:
                     model.eval()
                     xb = adversarial.perturb(model, xb, yb, generator=gen)
@@ -140,7 +183,7 @@ def train_classifier(
                 if not quiet:
                     running += loss.detach()
                     seen += 1
-                    if seen == _LOG_EVERY or (epoch == epochs - 1 and step == steps_per_epoch - 1):
+                    if seen == _LOG_EVERY or (epoch == epochs - 1 and step == len(batches) - 1):
                         bar.update(epoch=epoch + 1, loss=float(running) / seen)
                         running.zero_()
                         seen = 0
