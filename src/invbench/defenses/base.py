@@ -202,5 +202,13 @@ class Defense(Configurable):
             device=device,
             quiet=quiet,
             desc=f"train target ({self.name})",
+            **self.train_hooks(model, data),
         )
         return model.eval()
+
+    def train_hooks(self, model: nn.Module, data: TrainingData) -> dict[str, Any]:
+        """Extra keyword arguments for :func:`~invbench.training.train_classifier` (default
+        none): ``params``, ``optimizer``, ``batch_fn`` or ``sampler``, so that a defense
+        changes the one training loop instead of writing its own (random erasing rewrites
+        batches, DP-SGD samples and clips, TL-DMI trains only its unfrozen blocks)."""
+        return {}
