@@ -202,13 +202,16 @@ class Defense(Configurable):
             device=device,
             quiet=quiet,
             desc=f"train target ({self.name})",
-            **self.train_hooks(model, data),
+            **self.train_hooks(model, data, cfg),
         )
         return model.eval()
 
-    def train_hooks(self, model: nn.Module, data: TrainingData) -> dict[str, Any]:
+    def train_hooks(
+        self, model: nn.Module, data: TrainingData, config: TrainConfig
+    ) -> dict[str, Any]:
         """Extra keyword arguments for :func:`~invbench.training.train_classifier` (default
-        none): ``params``, ``optimizer``, ``batch_fn`` or ``sampler``, so that a defense
-        changes the one training loop instead of writing its own (random erasing rewrites
-        batches, DP-SGD samples and clips, TL-DMI trains only its unfrozen blocks)."""
+        none): ``params``, ``optimizer``, ``batch_fn``, ``sampler`` or ``on_epoch``, so that
+        a defense changes the one training loop instead of writing its own (random erasing
+        rewrites batches, label smoothing schedules its factor per epoch, DP-SGD samples and
+        clips, TL-DMI trains only its unfrozen blocks)."""
         return {}

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from invbench.defenses.base import Defense, TrainingData
+from invbench.defenses.base import Defense, TrainConfig, TrainingData
 from invbench.errors import ConfigError
 from invbench.params import Params
 from invbench.registry import register_defense
@@ -121,7 +121,9 @@ class RandomErasing(Defense):
                 f"({p.scale_max}). Got {p.scale_min} instead."
             )
 
-    def train_hooks(self, model: nn.Module, data: TrainingData) -> dict[str, Any]:
+    def train_hooks(
+        self, model: nn.Module, data: TrainingData, config: TrainConfig
+    ) -> dict[str, Any]:
         """Erase a random square of every training batch's images (``batch_fn``)."""
         p = self.params
         x = data.private_train.x

@@ -54,6 +54,7 @@ def train_classifier(
     optimizer: OptimizerFactory | None = None,
     batch_fn: BatchFn | None = None,
     sampler: Sampler | None = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` in place with Adam on images ``x`` and labels ``y``.
 
@@ -100,6 +101,8 @@ def train_classifier(
         sampler: ``sampler(n, generator) -> list of index tensors``, the batches of one
             epoch (default: a shuffled order cut into ``batch_size`` chunks). DP-SGD passes
             Poisson sampling. Batches of fewer than 2 images are skipped (BatchNorm).
+        on_epoch: called with the epoch index (0-based) before each epoch (schedules, e.g.
+            negative label smoothing's).
 
     Returns:
         ``model``, trained, in eval mode, on ``device``.
@@ -162,6 +165,8 @@ def train_classifier(
         running = torch.zeros((), device=dev)
         seen = 0
         for epoch in range(epochs):
+            if on_epoch is not None:
+                on_epoch(epoch)
             batches = epoch_batches()
             for step, idx in enumerate(batches):
                 bar.advance()
