@@ -39,7 +39,8 @@ def test_defaults():
     "fields, match",
     [
         ({"dataset": "cifar-1000"}, "unknown dataset 'cifar-1000'; choose one of: digits"),
-        ({"defenses": [parse_method("bido")]}, "unknown defense 'bido'; choose one of: mid, none"),
+        ({"defenses": [parse_method("no-such-defense")]},
+         "unknown defense 'no-such-defense'; choose one of: bido, label-smoothing, mid, none,"),
         ({"attacks": [parse_method("mi-face:stepz=3")]}, "has no parameter 'stepz'"),
         (
             {"attacks": [parse_method("mi-face:steps=-1")]},

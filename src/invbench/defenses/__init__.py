@@ -1,7 +1,15 @@
 """Training-time defenses, one per module, registered by name (see ``invbench list``)."""
 
-from invbench.defenses import label_smoothing, mid, none, random_erasing, tl_dmi  # noqa: F401
+from invbench.defenses import (  # noqa: F401  (registration)
+    bido,
+    label_smoothing,
+    mid,
+    none,
+    random_erasing,
+    tl_dmi,
+)
 from invbench.defenses.base import Defense, TrainConfig, TrainingData
+from invbench.defenses.bido import BiDO
 from invbench.defenses.label_smoothing import LabelSmoothing
 from invbench.defenses.mid import MID, VIBClassifier
 from invbench.defenses.none import NoDefense
@@ -9,6 +17,7 @@ from invbench.defenses.random_erasing import RandomErasing
 from invbench.defenses.tl_dmi import TLDMI
 
 __all__ = [
+    "BiDO",
     "MID",
     "LabelSmoothing",
     "Defense",
