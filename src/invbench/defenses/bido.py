@@ -77,8 +77,8 @@ class BiDO(Defense):
 
     Paper: X. Peng, F. Liu, J. Zhang, L. Lan, J. Ye, T. Liu, B. Han, "Bilateral Dependency
     Optimization: Defending Against Model-inversion Attacks", KDD 2022 (reference code:
-    github.com/AlanPeng0897/Defend_MI, ``BiDO/``). The training loss over the hidden blocks ``Z_j`` of the target
-    (:meth:`~invbench.models.Classifier.hidden`) is::
+    github.com/AlanPeng0897/Defend_MI, ``BiDO/``). The training loss over the hidden
+    blocks ``Z_j`` of the target (:meth:`~invbench.models.Classifier.hidden`) is::
 
         CE(f(x), y) + lambda_x * sum_j d(X, Z_j) - lambda_y * sum_j d(Z_j, Y)
 
