@@ -274,14 +274,21 @@ class LabelOnly(_QueryAccess):
         *,
         num_classes: int,
         image_shape: tuple[int, int, int],
+        output_transform: OutputTransform | None = None,
         budget: int | None = None,
         target_key: str | None = None,
     ) -> None:
+        def output(logits: Tensor) -> Tensor:
+            if output_transform is None:
+                return logits.argmax(dim=1)
+            # the label a deployment that post-processes its probabilities would answer
+            return output_transform(torch.softmax(logits, dim=1)).argmax(dim=1)
+
         super().__init__(
             model,
             num_classes=num_classes,
             image_shape=image_shape,
-            output=lambda logits: logits.argmax(dim=1),
+            output=output,
             budget=budget,
             target_key=target_key,
         )
@@ -327,6 +334,13 @@ def make_access(
     ``target_key`` names the target for cache keys (:meth:`Access.fingerprint`); without it
     the fingerprint is a hash of the model's weights.
     """
+    if output_transform is not None and level in LEVELS[1:]:
+        # the processing is part of the target's identity for caches: a prior that queried
+        # the processed target is not the one that queried the raw target
+        described = getattr(output_transform, "describe", None)
+        tag = described() if callable(described) else repr(output_transform)
+        base = target_key if target_key is not None else model_fingerprint(model)
+        target_key = f"{base}|output={tag}"
     common = {
         "num_classes": num_classes,
         "image_shape": image_shape,
@@ -335,10 +349,13 @@ def make_access(
     }
     if level == "white-box":
         if output_transform is not None:
-            raise AccessError("an output transform cannot apply to white-box access")
+            raise AccessError(
+                "output processing protects only black-box and label-only queries; a "
+                "white-box attacker reads the logits directly"
+            )
         return WhiteBox(model, **common)  # type: ignore[arg-type]
     if level == "black-box":
         return BlackBox(model, output_transform=output_transform, **common)  # type: ignore[arg-type]
     if level == "label-only":
-        return LabelOnly(model, **common)  # type: ignore[arg-type]
+        return LabelOnly(model, output_transform=output_transform, **common)  # type: ignore[arg-type]
     raise AccessError(f"unknown access level '{level}'; choose one of: {', '.join(LEVELS)}")

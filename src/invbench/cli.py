@@ -64,6 +64,11 @@ def run(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Target training epochs.")] = None,
     budget: Annotated[int | None, typer.Option(help="Query budget per attack run.")] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(help="Output processing of query answers, NAME or NAME:key=value,... "
+                     "(top-k, round, noise; black-box and label-only attacks only)."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (store, cache, grids).")] = None,
@@ -98,6 +103,7 @@ def run(
         else None,
         "per_label": per_label,
         "budget": budget,
+        "output": parse_method(output) if output else None,
         "seed": seed,
         "device": device,
         "out": out,
@@ -171,12 +177,13 @@ def list_methods(
     ] = False,
 ) -> None:
     """List datasets, attacks, defenses and metrics, one line each."""
-    from invbench.registry import ATTACKS, DATASETS, DEFENSES, METRICS, summary
+    from invbench.registry import ATTACKS, DATASETS, DEFENSES, METRICS, OUTPUTS, summary
 
     for title, reg in (
         ("datasets", DATASETS),
         ("attacks", ATTACKS),
         ("defenses", DEFENSES),
+        ("outputs", OUTPUTS),
         ("metrics", METRICS),
     ):
         table = Table(title=title, title_justify="left", show_header=False, box=None)

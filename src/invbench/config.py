@@ -44,7 +44,7 @@ from pydantic import (
 from invbench.defenses.base import TrainConfig
 from invbench.errors import ConfigError
 from invbench.params import Configurable
-from invbench.registry import ATTACKS, DATASETS, DEFENSES
+from invbench.registry import ATTACKS, DATASETS, DEFENSES, OUTPUTS
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -172,6 +172,10 @@ class RunSpec(BaseModel):
     )
     per_label: StrictInt = Field(5, ge=1, le=1000)
     budget: StrictInt | None = Field(None, ge=1, description="query budget per attack run")
+    output: MethodSpec | None = Field(
+        None,
+        description="output processing of black-box/label-only answers (top-k, round, noise)",
+    )
     seed: StrictInt = Field(0, ge=0, le=2**63 - 1)
     device: str = "cpu"
     out: Path = Path("runs")
@@ -182,6 +186,11 @@ class RunSpec(BaseModel):
         if not isinstance(v, list):
             return v
         return [_coerce_method(item) for item in v]
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output(cls, v: Any) -> Any:
+        return None if v is None else _coerce_method(v)
 
 
 def _coerce_method(item: Any) -> Any:
@@ -266,7 +275,7 @@ def check_device(device: str) -> torch.device:
 
 def build_method(kind: str, spec: MethodSpec) -> Configurable:
     """Instantiate a registered defense or attack from its spec (validates its parameters)."""
-    registry = {"defense": DEFENSES, "attack": ATTACKS}[kind]
+    registry = {"defense": DEFENSES, "attack": ATTACKS, "output": OUTPUTS}[kind]
     cls = registry.get(spec.name)
     return cls(**spec.params)
 
@@ -294,6 +303,15 @@ def validate_spec(spec: RunSpec) -> RunSpec:
                     f"{kind} '{m.label}' is listed twice (same as '{seen[resolved]}')"
                 )
             seen[resolved] = m.label
+    if spec.output is not None:
+        build_method("output", spec.output)  # a bad name or parameter is one line here
+        white = [m.label for m in spec.attacks if ATTACKS.get(m.name).access == "white-box"]
+        if white:
+            raise ConfigError(
+                f"output: '{spec.output.label}' processes only black-box and label-only "
+                f"answers; attack '{white[0]}' needs white-box access, which reads the logits "
+                "directly (run it without --output)"
+            )
     if spec.labels is not None:
         if not spec.labels or min(spec.labels) < 0:
             raise ConfigError("labels: give non-negative target labels (e.g. 0 1 2)")

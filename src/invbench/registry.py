@@ -101,11 +101,13 @@ DATASETS: Registry = Registry("dataset")
 ATTACKS: Registry = Registry("attack")
 DEFENSES: Registry = Registry("defense")
 METRICS: Registry = Registry("metric")
+OUTPUTS: Registry = Registry("output")
 
 register_dataset = DATASETS.register
 register_attack = ATTACKS.register
 register_defense = DEFENSES.register
 register_metric = METRICS.register
+register_output = OUTPUTS.register
 
 #: packages whose modules register the built-in methods, imported on the first lookup
 BUILTIN_PACKAGES: tuple[str, ...] = (

@@ -35,6 +35,7 @@ from invbench.config import RunSpec, build_method, check_device
 from invbench.data import load_protocol
 from invbench.data.protocol import Protocol
 from invbench.defenses.base import Defense
+from invbench.defenses.output import OutputProcessing
 from invbench.errors import ConfigError, InvbenchError
 from invbench.metrics import EvalContext, Judgement, judge, target_accuracy
 from invbench.metrics.base import is_rate
@@ -75,6 +76,8 @@ class RunContext:
     target_keys: dict[str, str] = field(default_factory=dict)
     references: dict[str, dict[str, Judgement]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: the spec's output processing of query answers (None: raw probabilities)
+    output: OutputProcessing | None = None
 
 
 def _labels(spec: RunSpec, protocol: Protocol) -> list[int]:
@@ -109,6 +112,7 @@ def cell_spec(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, An
         "labels": _labels(s, ctx.protocol),
         "per_label": s.per_label,
         "budget": s.budget,
+        "output": None if s.output is None else s.output.model_dump(),
         "seed": s.seed,
         "device": ctx.device.type,
     }
@@ -380,6 +384,7 @@ def _execute(
         num_classes=ctx.protocol.num_classes,
         image_shape=ctx.protocol.image_shape,
         budget=s.budget,
+        output_transform=ctx.output,
         target_key=ctx.target_keys[_target_label(defense)],
     )
     t1 = time.perf_counter()
@@ -499,6 +504,7 @@ def run_benchmark(
         store=store,
         quiet=quiet,
         timings=timings if timings is not None else {},
+        output=None if spec.output is None else build_method("output", spec.output),  # type: ignore[arg-type]
     )
     _timed(ctx, "data", t0)
     results = []

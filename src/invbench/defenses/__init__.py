@@ -5,6 +5,7 @@ from invbench.defenses import (  # noqa: F401  (registration)
     label_smoothing,
     mid,
     none,
+    output,
     random_erasing,
     tl_dmi,
 )
@@ -13,6 +14,7 @@ from invbench.defenses.bido import BiDO
 from invbench.defenses.label_smoothing import LabelSmoothing
 from invbench.defenses.mid import MID, VIBClassifier
 from invbench.defenses.none import NoDefense
+from invbench.defenses.output import Noise, OutputProcessing, Round, TopK
 from invbench.defenses.random_erasing import RandomErasing
 from invbench.defenses.tl_dmi import TLDMI
 
@@ -22,6 +24,10 @@ __all__ = [
     "LabelSmoothing",
     "Defense",
     "NoDefense",
+    "Noise",
+    "OutputProcessing",
+    "Round",
+    "TopK",
     "RandomErasing",
     "TLDMI",
     "TrainConfig",
