@@ -77,7 +77,7 @@ def test_positive_alpha_is_constant_and_negative_alpha_sharpens_confidence(
 ) -> None:
     data = TrainingData.from_protocol(digits_protocol)
     pos = LabelSmoothing(alpha=0.1)
-    pos_hooks = pos.train_hooks(None, data, TrainConfig(epochs=10))
+    pos_hooks = pos.train_hooks(None, data, TrainConfig(epochs=10), 0)
     for e in range(10):
         pos_hooks["on_epoch"](e)
         assert pos.current_alpha == 0.1  # no schedule for ordinary smoothing

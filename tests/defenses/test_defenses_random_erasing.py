@@ -49,7 +49,7 @@ def test_probability_and_mean_area() -> None:
 def test_training_sees_erased_batches_and_still_learns(digits_protocol) -> None:
     defense = RandomErasing(scale_min=0.3, scale_max=0.3)
     data = TrainingData.from_protocol(digits_protocol)
-    hooks = defense.train_hooks(None, data, TrainConfig())
+    hooks = defense.train_hooks(None, data, TrainConfig(), 0)
     xb = data.private_train.x[:32]
     out, _ = hooks["batch_fn"](xb, data.private_train.y[:32], torch.Generator().manual_seed(0))
     mean = float(data.private_train.x.mean())

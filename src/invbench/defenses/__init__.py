@@ -8,6 +8,7 @@ from invbench.defenses import (  # noqa: F401  (registration)
     output,
     random_erasing,
     tl_dmi,
+    trap_mid,
 )
 from invbench.defenses.base import Defense, TrainConfig, TrainingData
 from invbench.defenses.bido import BiDO
@@ -17,6 +18,7 @@ from invbench.defenses.none import NoDefense
 from invbench.defenses.output import Noise, OutputProcessing, Round, TopK
 from invbench.defenses.random_erasing import RandomErasing
 from invbench.defenses.tl_dmi import TLDMI
+from invbench.defenses.trap_mid import TrapMID
 
 __all__ = [
     "BiDO",
@@ -30,6 +32,7 @@ __all__ = [
     "TopK",
     "RandomErasing",
     "TLDMI",
+    "TrapMID",
     "TrainConfig",
     "TrainingData",
     "VIBClassifier",

@@ -188,11 +188,12 @@ class Defense(Configurable):
                 f"Defense.fit takes TrainingData (private train + public, never private "
                 f"test), got {type(data).__name__}; use TrainingData.from_protocol"
             )
+        hooks = self.train_hooks(model, data, cfg, seed)
         train_classifier(
             model,
             data.private_train.x,
             data.private_train.y,
-            loss_fn=self.loss,
+            loss_fn=hooks.pop("loss_fn", self.loss),
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,
             lr=cfg.lr,
@@ -202,15 +203,16 @@ class Defense(Configurable):
             device=device,
             quiet=quiet,
             desc=f"train target ({self.name})",
-            **self.train_hooks(model, data, cfg),
+            **hooks,
         )
         return model.eval()
 
     def train_hooks(
-        self, model: nn.Module, data: TrainingData, config: TrainConfig
+        self, model: nn.Module, data: TrainingData, config: TrainConfig, seed: int
     ) -> dict[str, Any]:
         """Extra keyword arguments for :func:`~invbench.training.train_classifier` (default
-        none): ``params``, ``optimizer``, ``batch_fn``, ``sampler`` or ``on_epoch``, so that
+        none): ``loss_fn`` (replaces :meth:`loss`), ``params``, ``optimizer``, ``batch_fn``,
+        ``sampler`` or ``on_epoch``; ``seed`` is the training seed. So that
         a defense changes the one training loop instead of writing its own (random erasing
         rewrites batches, label smoothing schedules its factor per epoch, DP-SGD samples and
         clips, TL-DMI trains only its unfrozen blocks)."""

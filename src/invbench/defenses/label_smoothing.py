@@ -101,7 +101,7 @@ class LabelSmoothing(Defense):
         return smoothed_cross_entropy(model(x), y, self.current_alpha)
 
     def train_hooks(
-        self, model: nn.Module, data: TrainingData, config: TrainConfig
+        self, model: nn.Module, data: TrainingData, config: TrainConfig, seed: int
     ) -> dict[str, Any]:
         """For a negative ``alpha``, set each epoch's factor (``on_epoch``)."""
         alpha = float(self.params.alpha)

@@ -122,7 +122,7 @@ class RandomErasing(Defense):
             )
 
     def train_hooks(
-        self, model: nn.Module, data: TrainingData, config: TrainConfig
+        self, model: nn.Module, data: TrainingData, config: TrainConfig, seed: int
     ) -> dict[str, Any]:
         """Erase a random square of every training batch's images (``batch_fn``)."""
         p = self.params

@@ -134,7 +134,7 @@ class TLDMI(Defense):
         return pre.to(device).eval()
 
     def train_hooks(
-        self, model: nn.Module, data: TrainingData, config: TrainConfig
+        self, model: nn.Module, data: TrainingData, config: TrainConfig, seed: int
     ) -> dict[str, Any]:
         """Train only the unfrozen parameters; keep the frozen blocks' BatchNorm in eval."""
         frozen = frozen_modules(model, self.params.frozen)
