@@ -347,6 +347,7 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
             "defense": defense.name,
             "attack": attack.name,
             "defense_label": method_label(defense),
+        **{f"defense_{k}": v for k, v in defense.report_.items()},
             "attack_label": method_label(attack),
             "seed": ctx.spec.seed,
         }

@@ -2,6 +2,7 @@
 
 from invbench.defenses import (  # noqa: F401  (registration)
     bido,
+    dp_sgd,
     label_smoothing,
     mid,
     none,
@@ -12,6 +13,7 @@ from invbench.defenses import (  # noqa: F401  (registration)
 )
 from invbench.defenses.base import Defense, TrainConfig, TrainingData
 from invbench.defenses.bido import BiDO
+from invbench.defenses.dp_sgd import DPSGD
 from invbench.defenses.label_smoothing import LabelSmoothing
 from invbench.defenses.mid import MID, VIBClassifier
 from invbench.defenses.none import NoDefense
@@ -21,6 +23,7 @@ from invbench.defenses.tl_dmi import TLDMI
 from invbench.defenses.trap_mid import TrapMID
 
 __all__ = [
+    "DPSGD",
     "BiDO",
     "MID",
     "LabelSmoothing",

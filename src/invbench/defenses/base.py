@@ -110,6 +110,9 @@ class Defense(Configurable):
     #: :meth:`train` loaded the target from it instead of training
     cache_: Cache | None = None
     train_hit_: bool = False
+    #: what the training reports beyond the weights (DP-SGD: the ε and δ spent); stored with
+    #: the cached target and in every result row as ``defense_<key>``
+    report_: dict[str, float] = {}  # noqa: RUF012  (replaced per instance by train)
 
     def build(self, *, arch: str, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
         """The untrained target (default: the plain classifier for ``arch``)."""
@@ -157,16 +160,18 @@ class Defense(Configurable):
         data = TrainingData.from_protocol(protocol)
         self.cache_ = cache
         self.train_hit_ = False
+        self.report_ = {}
         if cache is None:
             return self.fit(model, data, config=cfg, seed=seed, device=device, quiet=quiet)
 
         def create() -> dict[str, Any]:
             self.fit(model, data, config=cfg, seed=seed, device=device, quiet=quiet)
-            return {"defense": self.name}
+            return {"defense": self.name, "report": dict(self.report_)}
 
-        _meta, self.train_hit_ = cache.get_or_create(
+        meta, self.train_hit_ = cache.get_or_create(
             "target", self.cache_parts(protocol, cfg, seed), {"model": model}, create
         )
+        self.report_ = {k: float(v) for k, v in (meta.get("report") or {}).items()}
         return model.to(device).eval()
 
     def fit(
