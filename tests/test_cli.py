@@ -319,3 +319,17 @@ def test_metrics_option_picks_table_columns(first_run, capsys):
     assert "psnr" in header and "acc1_robust" in header and "KNN" not in header
     code, _, err = _run(capsys, ["run", "--metrics", "nope", "--out", str(out)])
     assert code == 2 and "unknown metric key 'nope'" in err
+
+
+def test_a_defense_report_reaches_the_row(first_run, capsys):
+    pytest.importorskip("opacus")
+    out, *_ = first_run  # evaluators come from this run's cache
+    code, stdout, _ = _run(capsys, [
+        "run", "--json", "-q", "--config", _fast_config(out), "--out", str(out),
+        "--epochs", "2", "--per-label", "2", "--defense", "dp-sgd:epsilon=4",
+        "--attack", "mi-face:steps=20",
+    ])
+    assert code == 0
+    (row,) = json.loads(stdout)
+    assert 3.0 < row["defense_epsilon"] <= 4.0 and row["defense_delta"] == 1e-5
+    assert row["defense_noise_multiplier"] > 0

@@ -40,7 +40,7 @@ def test_defaults():
     [
         ({"dataset": "cifar-1000"}, "unknown dataset 'cifar-1000'; choose one of: digits"),
         ({"defenses": [parse_method("no-such-defense")]},
-         "unknown defense 'no-such-defense'; choose one of: bido, label-smoothing, mid, none,"),
+         "unknown defense 'no-such-defense'; choose one of: bido, dp-sgd, label-smoothing,"),
         ({"attacks": [parse_method("mi-face:stepz=3")]}, "has no parameter 'stepz'"),
         (
             {"attacks": [parse_method("mi-face:steps=-1")]},

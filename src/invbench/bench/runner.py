@@ -347,7 +347,6 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
             "defense": defense.name,
             "attack": attack.name,
             "defense_label": method_label(defense),
-        **{f"defense_{k}": v for k, v in defense.report_.items()},
             "attack_label": method_label(attack),
             "seed": ctx.spec.seed,
         }
@@ -428,6 +427,7 @@ def _execute(
         "attack_params": attack.get_params(),
         "defense_label": method_label(defense),
         "attack_label": method_label(attack),
+        **{f"defense_{k}": v for k, v in defense.report_.items()},
         "seed": s.seed,
         "target_accuracy": acc,
         "evaluator_accuracy": {ev.name: ev.accuracy for ev in judges.ensemble},
