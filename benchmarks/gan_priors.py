@@ -13,8 +13,8 @@ robust evaluator (the feature space of the ``fid`` metric):
   what a perfect prior would score at this sample size);
 * ``fid_noise`` — the same for uniform noise (what no prior scores).
 
-``train_seconds`` is the time the prior took to train (stored with it in the cache, so a
-warm run reports the cold time; ``null`` for an entry cached before that was recorded).
+``train_seconds`` is the time the prior took to train (the cache entry's ``build_seconds``,
+so a warm run reports the cold time).
 Prints one JSON object::
 
     {"spec": ..., "defense": "none", "samples": 1000, "fid_floor": ..., "fid_noise": ...,
@@ -146,7 +146,7 @@ def main() -> int:
                 "attack": attack.name,
                 "prior": attack.PRIOR_KIND,
                 "params": {k: attack.get_params()[k] for k in attack.PRIOR_PARAMS},
-                "train_seconds": meta.get("train_seconds"),
+                "train_seconds": meta.get("build_seconds"),
                 "prepare_seconds": round(prepare_s, 1),
                 "prepare_queries": attack.prepare_queries_,
                 "fid": round(frechet_distance(fake, real), 2),

@@ -15,7 +15,6 @@ and charges the same budget). One access object, and so one budget, covers both.
 
 from __future__ import annotations
 
-import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -159,8 +158,8 @@ class Attack(Configurable):
         the key, so a prior learned from one target is never reused for another (a prior
         learned from public data alone stays shared). The queries ``create()`` made are stored
         in the entry's sidecar as ``prepare_queries``; on a cache hit the access is charged
-        that many, so :attr:`prepare_queries_` and the budget are the same warm or cold; the
-        training time is stored as ``train_seconds``.
+        that many, so :attr:`prepare_queries_` and the budget are the same warm or cold (the
+        cache also records the training time, ``build_seconds``).
         Returns the entry's metadata.
         """
         key_parts = dict(parts)
@@ -169,10 +168,8 @@ class Attack(Configurable):
         q0 = access.queries
 
         def counted() -> dict[str, Any]:
-            t0 = time.perf_counter()
             extra = dict(create() or {})
             extra["prepare_queries"] = access.queries - q0
-            extra["train_seconds"] = round(time.perf_counter() - t0, 1)
             return extra
 
         if cache is None:

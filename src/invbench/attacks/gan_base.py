@@ -204,6 +204,16 @@ class GANPriorAttack(Attack):
         with torch.inference_mode():
             return torch.cat([G(c.to(dev)) for c in z.split(256)])
 
+    @property
+    def generator_(self) -> nn.Module | None:
+        """The prepared generator (frozen), or ``None`` before :meth:`prepare`."""
+        return None if self.prior_modules_ is None else self.prior_modules_["generator"]
+
+    @property
+    def discriminator_(self) -> nn.Module | None:
+        """The prepared discriminator or critic (frozen), or ``None`` before :meth:`prepare`."""
+        return None if self.prior_modules_ is None else self.prior_modules_["discriminator"]
+
     def _prior_module(self, name: str) -> nn.Module:
         if self.prior_modules_ is None:
             raise ConfigError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -21,9 +21,6 @@ from invbench.attacks.gan_base import GANPriorAttack, GANPriorParams
 from invbench.data.protocol import Split
 from invbench.progress import progress_bar
 from invbench.registry import register_attack
-
-if TYPE_CHECKING:
-    from invbench.models import Discriminator, Generator
 
 #: progress-bar refresh interval in optimisation steps (the only host sync in the loop)
 LOG_EVERY = 50
@@ -130,15 +127,7 @@ class GMI(GANPriorAttack):
         n_critic: int = Field(5, ge=1, description="critic steps per generator step (paper: 5)")
         gp_weight: float = Field(10.0, ge=0, description="WGAN-GP gradient penalty weight")
 
-    @property
-    def generator_(self) -> Generator | None:
-        """The prepared WGAN-GP generator (frozen), or ``None`` before :meth:`prepare`."""
-        return None if self.prior_modules_ is None else self.prior_modules_["generator"]
 
-    @property
-    def discriminator_(self) -> Discriminator | None:
-        """The prepared WGAN-GP critic (frozen), or ``None`` before :meth:`prepare`."""
-        return None if self.prior_modules_ is None else self.prior_modules_["discriminator"]
 
     def build_prior(
         self, image_shape: tuple[int, int, int], *, num_classes: int

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,16 +16,13 @@ from invbench.attacks.components import (
     LatentGaussian,
     chunked,
     final_selection,
+    query_probs,
     target_confidence,
 )
 from invbench.attacks.gan_base import GANPriorAttack, GANPriorParams
 from invbench.data.protocol import Split
 from invbench.progress import progress_bar
 from invbench.registry import register_attack
-
-if TYPE_CHECKING:
-    from invbench.models.gan import Generator
-    from invbench.models.ssgan import MinibatchDiscriminator
 
 #: progress-bar refresh interval in optimisation steps (the only host sync in the loop)
 LOG_EVERY = 50
@@ -190,15 +187,7 @@ class KEDMI(GANPriorAttack):
         #: ``{"step", "prior", "identity"}`` batch means every ``LOG_EVERY`` steps of the last run
         self.history_: list[dict[str, float]] = []
 
-    @property
-    def generator_(self) -> Generator | None:
-        """The prepared generator (frozen), or ``None`` before :meth:`prepare`."""
-        return None if self.prior_modules_ is None else self.prior_modules_["generator"]
 
-    @property
-    def discriminator_(self) -> MinibatchDiscriminator | None:
-        """The prepared (K+1)-way discriminator (frozen), or ``None`` before :meth:`prepare`."""
-        return None if self.prior_modules_ is None else self.prior_modules_["discriminator"]
 
     def build_prior(
         self, image_shape: tuple[int, int, int], *, num_classes: int
@@ -225,11 +214,7 @@ class KEDMI(GANPriorAttack):
 
         p = self.params
         dev = access.device
-        with torch.inference_mode():
-            soft = torch.cat([
-                torch.softmax(access.logits(public.x[s].to(dev)).float(), dim=1)
-                for s in chunked(len(public), _CHUNK)
-            ])
+        soft = query_probs(access, public.x)
         losses = train_kedmi_gan(
             modules["generator"], modules["discriminator"], public.x, soft,
             steps=p.gan_steps, batch_size=p.gan_batch_size, lr=p.gan_lr,

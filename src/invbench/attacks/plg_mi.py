@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -27,9 +27,6 @@ from invbench.data.protocol import Split
 from invbench.errors import ConfigError, DataError
 from invbench.progress import progress_bar
 from invbench.registry import register_attack
-
-if TYPE_CHECKING:
-    from invbench.models.cgan import ConditionalGenerator, ProjectionDiscriminator
 
 #: progress-bar refresh interval in optimisation steps (the only host sync in the loop)
 LOG_EVERY = 50
@@ -242,15 +239,7 @@ class PLGMI(GANPriorAttack):
         self._augment = make_augment(self.params.image_augment)
         self._gan_augment = make_augment(self.params.gan_augment)
 
-    @property
-    def generator_(self) -> ConditionalGenerator | None:
-        """The prepared conditional generator (frozen), or ``None`` before :meth:`prepare`."""
-        return None if self.prior_modules_ is None else self.prior_modules_["generator"]
 
-    @property
-    def discriminator_(self) -> ProjectionDiscriminator | None:
-        """The prepared projection discriminator (frozen), or ``None`` before prepare."""
-        return None if self.prior_modules_ is None else self.prior_modules_["discriminator"]
 
     def build_prior(
         self, image_shape: tuple[int, int, int], *, num_classes: int

@@ -91,7 +91,7 @@ class TrapMID(Defense):
         self, model: nn.Module, data: TrainingData, config: TrainConfig, seed: int
     ) -> dict[str, Any]:
         """The trapdoor loss, the per-epoch trapdoor labels and the trigger updates."""
-        from invbench.attacks.components import make_augment
+        from invbench.data.augment import make_augment
         from invbench.models import make_classifier
 
         p = self.params
@@ -99,6 +99,7 @@ class TrapMID(Defense):
         n = len(data.private_train)
         gen = torch.Generator().manual_seed(int(seed))
         triggers = torch.rand((k, *data.image_shape), generator=gen)
+        self.triggers_ = triggers  # the initial ones until the first step replaces them
         disc: nn.Module | None = None
         if p.optimized and p.discriminator:
             with torch.random.fork_rng(devices=[]):
@@ -137,12 +138,28 @@ class TrapMID(Defense):
             trapped = blend(x, triggers[t_lab], p.alpha)
             logits = model(torch.cat([half_augment(x), half_augment(trapped)]))
             clean, trap = logits[:b], logits[b:]
-            self.triggers_ = triggers.detach().cpu()
+            self.triggers_ = triggers  # on the training device; moved to CPU after fit
             return (1 - p.beta) * F.cross_entropy(clean, y) + p.beta * F.cross_entropy(
                 trap, t_lab
             )
 
         return {"loss_fn": loss, "on_epoch": new_epoch}
+
+    def fit(
+        self,
+        model: nn.Module,
+        data: TrainingData,
+        *,
+        config: TrainConfig | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        quiet: bool = True,
+    ) -> nn.Module:
+        """Train with trapdoors; then keep the final triggers on CPU (``triggers_``)."""
+        out = super().fit(model, data, config=config, seed=seed, device=device, quiet=quiet)
+        if self.triggers_ is not None:
+            self.triggers_ = self.triggers_.detach().cpu()
+        return out
 
     def _update_triggers(self, model: nn.Module, disc: nn.Module | None, state: dict[str, Any],
                          x: Tensor, t_lab: Tensor, triggers: Tensor, augment: Any,

@@ -39,8 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from invbench.errors import ConfigError
-from invbench.models.gan import _LAYOUT, SUPPORTED_HEIGHTS
+from invbench.models.gan import _LAYOUT, _check_gan_args
 
 #: channels of the generator's last stage (as :mod:`invbench.models.gan`)
 _G_WIDTH = 32
@@ -197,17 +196,7 @@ def make_cgan(
         torch.manual_seed(0)
         gen, disc = make_cgan((3, 64, 64), num_classes=10)
     """
-    from invbench.models.classifiers import check_image_shape
-
-    c, h, w = check_image_shape(image_shape)
-    sizes = ", ".join(str(s) for s in SUPPORTED_HEIGHTS)
-    if h != w or h not in _LAYOUT:
-        raise ConfigError(
-            f"the conditional GAN supports square images of height {sizes}; "
-            f"got image_shape {(c, h, w)}"
-        )
-    for name, value in (("num_classes", num_classes), ("latent_dim", latent_dim)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
-    gen = ConditionalGenerator((c, h, w), num_classes=num_classes, latent_dim=latent_dim)
-    return gen, ProjectionDiscriminator((c, h, w), num_classes=num_classes)
+    shape = _check_gan_args(image_shape, what="the conditional GAN", num_classes=num_classes,
+                            latent_dim=latent_dim)
+    gen = ConditionalGenerator(shape, num_classes=num_classes, latent_dim=latent_dim)
+    return gen, ProjectionDiscriminator(shape, num_classes=num_classes)

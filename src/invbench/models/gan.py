@@ -69,24 +69,50 @@ class Generator(nn.Module):
         return self.net(self.project(z).view(z.shape[0], top, side, side))
 
 
+def _down_stack(channels: int, height: int) -> tuple[list[nn.Module], int]:
+    """The critic's conv stack (stride-2 4x4 convs, GroupNorm after the first, LeakyReLU)
+    down to the smallest feature map, flattened; and the flattened width. Shared by the
+    WGAN-GP critic and KEDMI's minibatch discriminator."""
+    side, n_down = _LAYOUT[height]
+    layers: list[nn.Module] = []
+    width_in, width = channels, 2 * _BASE_WIDTH
+    for i in range(n_down):
+        layers.append(nn.Conv2d(width_in, width, 4, stride=2, padding=1))
+        if i > 0:
+            layers.append(nn.GroupNorm(1, width))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+        width_in, width = width, width * 2
+    layers.append(nn.Flatten())
+    return layers, width_in * side * side
+
+
+def _check_gan_args(
+    image_shape: tuple[int, int, int], *, what: str = "the GAN", **positive_ints: object
+) -> tuple[int, int, int]:
+    """``(C, H, W)`` of a supported square image shape, and every keyword an int >= 1."""
+    from invbench.models.classifiers import check_image_shape
+
+    c, h, w = check_image_shape(image_shape)
+    sizes = ", ".join(str(s) for s in SUPPORTED_HEIGHTS)
+    if h != w or h not in _LAYOUT:
+        raise ConfigError(
+            f"{what} supports square images of height {sizes}; got image_shape {(c, h, w)}"
+        )
+    for name, value in positive_ints.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+    return c, h, w
+
+
 class Discriminator(nn.Module):
     """WGAN-GP critic ``images (B, C, H, W) in [0, 1] -> raw scores (B,)`` (no BatchNorm)."""
 
     def __init__(self, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         c, h, _ = image_shape
-        side, n_down = _LAYOUT[h]
         self.image_shape = tuple(image_shape)
-        layers: list[nn.Module] = []
-        width_in, width = c, 2 * _BASE_WIDTH
-        for i in range(n_down):
-            layers.append(nn.Conv2d(width_in, width, 4, stride=2, padding=1))
-            if i > 0:
-                layers.append(nn.GroupNorm(1, width))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
-            width_in, width = width, width * 2
-        layers += [nn.Flatten(), nn.Linear(width_in * side * side, 1)]
-        self.net = nn.Sequential(*layers)
+        layers, flat = _down_stack(c, h)
+        self.net = nn.Sequential(*layers, nn.Linear(flat, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         """Critic scores (B,) of images ``x`` (B, C, H, W) in [0, 1]; higher = more real."""
@@ -110,14 +136,5 @@ def make_gan(
         torch.manual_seed(0)
         gen, critic = make_gan((3, 64, 64))
     """
-    from invbench.models.classifiers import check_image_shape
-
-    c, h, w = check_image_shape(image_shape)
-    sizes = ", ".join(str(s) for s in SUPPORTED_HEIGHTS)
-    if h != w or h not in _LAYOUT:
-        raise ConfigError(
-            f"the GAN supports square images of height {sizes}; got image_shape {(c, h, w)}"
-        )
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ConfigError(f"latent_dim must be an int >= 1, got {latent_dim!r}")
-    return Generator((c, h, w), latent_dim=latent_dim), Discriminator((c, h, w))
+    shape = _check_gan_args(image_shape, latent_dim=latent_dim)
+    return Generator(shape, latent_dim=latent_dim), Discriminator(shape)

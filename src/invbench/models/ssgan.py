@@ -32,8 +32,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from invbench.errors import ConfigError
-from invbench.models.gan import _BASE_WIDTH, _LAYOUT, SUPPORTED_HEIGHTS, Generator
+from invbench.models.gan import Generator, _check_gan_args, _down_stack
 
 #: minibatch discrimination: number of kernels and their dimension (reference: 64 x 50; smaller
 #: here so the layer's ``features x kernels x dims`` tensor stays a few million weights on CPU)
@@ -107,20 +106,10 @@ class MinibatchDiscriminator(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], *, num_classes: int) -> None:
         super().__init__()
         c, h, _ = image_shape
-        side, n_down = _LAYOUT[h]
         self.image_shape = tuple(image_shape)
         self.num_classes = int(num_classes)
-        layers: list[nn.Module] = []
-        width_in, width = c, 2 * _BASE_WIDTH
-        for i in range(n_down):
-            layers.append(nn.Conv2d(width_in, width, 4, stride=2, padding=1))
-            if i > 0:
-                layers.append(nn.GroupNorm(1, width))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
-            width_in, width = width, width * 2
-        layers.append(nn.Flatten())
+        layers, self.feature_dim = _down_stack(c, h)  # the WGAN-GP critic's conv stack
         self.net = nn.Sequential(*layers)
-        self.feature_dim = width_in * side * side
         self.mbd = MinibatchDiscrimination(self.feature_dim)
         self.head = nn.Linear(self.feature_dim + self.mbd.kernels, self.num_classes)
 
@@ -152,19 +141,8 @@ def make_ssgan(
         torch.manual_seed(0)
         gen, disc = make_ssgan((1, 8, 8), num_classes=5)
     """
-    from invbench.models.classifiers import check_image_shape
-
-    c, h, w = check_image_shape(image_shape)
-    sizes = ", ".join(str(s) for s in SUPPORTED_HEIGHTS)
-    if h != w or h not in _LAYOUT:
-        raise ConfigError(
-            f"the GAN supports square images of height {sizes}; got image_shape {(c, h, w)}"
-        )
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ConfigError(f"latent_dim must be an int >= 1, got {latent_dim!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    shape = _check_gan_args(image_shape, latent_dim=latent_dim, num_classes=num_classes)
     return (
-        Generator((c, h, w), latent_dim=latent_dim),
-        MinibatchDiscriminator((c, h, w), num_classes=num_classes),
+        Generator(shape, latent_dim=latent_dim),
+        MinibatchDiscriminator(shape, num_classes=num_classes),
     )

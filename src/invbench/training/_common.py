@@ -43,6 +43,28 @@ def _check_labels(x: Tensor, y: object, *, what: str) -> Tensor:
     return y.long()
 
 
+def _check_betas(betas: tuple[float, float]) -> None:
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ConfigError(f"betas must be two numbers in [0, 1), got {betas!r}")
+
+
+def _int_attribute(generator: nn.Module, name: str) -> int:
+    """A GAN generator's ``latent_dim`` / ``num_classes``, checked to be an int >= 1."""
+    value = getattr(generator, name, None)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"generator must have an int attribute '{name}' >= 1")
+    return value
+
+
+def _check_generated_shape(probe: Tensor, x: Tensor, *, what: str) -> None:
+    """The generator's images (``probe``) have the training images' shape."""
+    if tuple(probe.shape[1:]) != tuple(x.shape[1:]):
+        raise DataError(
+            f"{what}: images of shape {tuple(x.shape[1:])} but the generator makes "
+            f"{tuple(probe.shape[1:])}"
+        )
+
+
 def _fork_devices(device: torch.device) -> list[int]:
     if device.type == "cuda":
         return [device.index if device.index is not None else torch.cuda.current_device()]

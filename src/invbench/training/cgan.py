@@ -14,14 +14,17 @@ import torch
 from torch import Tensor, nn
 
 from invbench.data.protocol import check_images
-from invbench.errors import ConfigError, DataError
+from invbench.errors import DataError
 from invbench.progress import progress_bar
 from invbench.training._common import (
     _LOG_EVERY,
+    _check_betas,
+    _check_generated_shape,
     _check_labels,
     _check_non_negative,
     _check_positive,
     _fork_devices,
+    _int_attribute,
 )
 
 #: images (B, C, H, W) -> logits (B, K); e.g. a white-box access's ``logits`` (counts queries)
@@ -129,13 +132,9 @@ def train_plgmi_cgan(
     _check_positive("n_dis", n_dis, integer=True)
     _check_positive("lr", lr, integer=False)
     _check_non_negative("alpha", alpha)
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise ConfigError(f"betas must be two numbers in [0, 1), got {betas!r}")
-    latent_dim = getattr(generator, "latent_dim", None)
-    num_classes = getattr(generator, "num_classes", None)
-    for name, value in (("latent_dim", latent_dim), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"generator must have an int attribute '{name}' >= 1")
+    _check_betas(betas)
+    latent_dim = _int_attribute(generator, "latent_dim")
+    num_classes = _int_attribute(generator, "num_classes")
     check_images(x, what=desc)
     y = _check_labels(x, y, what=desc)
     lo, hi = int(y.min()), int(y.max())
@@ -153,11 +152,7 @@ def train_plgmi_cgan(
         probe = generator(torch.zeros(1, latent_dim, device=dev),
                           torch.zeros(1, dtype=torch.long, device=dev))
         generator.train()
-    if tuple(probe.shape[1:]) != tuple(x.shape[1:]):
-        raise DataError(
-            f"{desc}: images of shape {tuple(x.shape[1:])} but the generator makes "
-            f"{tuple(probe.shape[1:])}"
-        )
+    _check_generated_shape(probe, x, what=desc)
 
     n = x.shape[0]
     gen = torch.Generator(device=dev).manual_seed(seed)

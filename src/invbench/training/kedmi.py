@@ -11,9 +11,12 @@ from invbench.errors import ConfigError, DataError
 from invbench.progress import progress_bar
 from invbench.training._common import (
     _LOG_EVERY,
+    _check_betas,
+    _check_generated_shape,
     _check_non_negative,
     _check_positive,
     _fork_devices,
+    _int_attribute,
 )
 
 
@@ -153,11 +156,8 @@ def train_kedmi_gan(
     _check_positive("n_critic", n_critic, integer=True)
     _check_positive("lr", lr, integer=False)
     _check_non_negative("entropy_weight", entropy_weight)
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise ConfigError(f"betas must be two numbers in [0, 1), got {betas!r}")
-    latent_dim = getattr(generator, "latent_dim", None)
-    if not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ConfigError("generator must have an int attribute 'latent_dim' >= 1")
+    _check_betas(betas)
+    latent_dim = _int_attribute(generator, "latent_dim")
     if not callable(getattr(discriminator, "features_and_logits", None)):
         raise ConfigError(
             "discriminator must have a features_and_logits(x) method (see make_ssgan)"
@@ -174,11 +174,7 @@ def train_kedmi_gan(
     with torch.inference_mode():
         probe = generator.eval()(torch.zeros(2, latent_dim, device=dev))
     generator.train()
-    if tuple(probe.shape[1:]) != tuple(x.shape[1:]):
-        raise DataError(
-            f"{desc}: images of shape {tuple(x.shape[1:])} but the generator makes "
-            f"{tuple(probe.shape[1:])}"
-        )
+    _check_generated_shape(probe, x, what=desc)
 
     n = x.shape[0]
     gen = torch.Generator(device=dev).manual_seed(seed)

@@ -6,13 +6,15 @@ import torch
 from torch import Tensor, nn
 
 from invbench.data.protocol import check_images
-from invbench.errors import ConfigError, DataError
 from invbench.progress import progress_bar
 from invbench.training._common import (
     _LOG_EVERY,
+    _check_betas,
+    _check_generated_shape,
     _check_non_negative,
     _check_positive,
     _fork_devices,
+    _int_attribute,
 )
 
 
@@ -80,11 +82,8 @@ def train_wgan_gp(
     _check_positive("n_critic", n_critic, integer=True)
     _check_positive("lr", lr, integer=False)
     _check_non_negative("gp_weight", gp_weight)
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise ConfigError(f"betas must be two numbers in [0, 1), got {betas!r}")
-    latent_dim = getattr(generator, "latent_dim", None)
-    if not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ConfigError("generator must have an int attribute 'latent_dim' >= 1")
+    _check_betas(betas)
+    latent_dim = _int_attribute(generator, "latent_dim")
     check_images(x, what=desc)
     dev = torch.device(device)
     generator.to(dev).train()
@@ -92,11 +91,7 @@ def train_wgan_gp(
     x = x.to(dev)
     with torch.inference_mode():
         probe = generator(torch.zeros(2, latent_dim, device=dev))
-    if tuple(probe.shape[1:]) != tuple(x.shape[1:]):
-        raise DataError(
-            f"{desc}: images of shape {tuple(x.shape[1:])} but the generator makes "
-            f"{tuple(probe.shape[1:])}"
-        )
+    _check_generated_shape(probe, x, what=desc)
 
     n = x.shape[0]
     gen = torch.Generator(device=dev).manual_seed(seed)

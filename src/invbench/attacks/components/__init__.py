@@ -10,7 +10,8 @@ objects makes combinations such as GMI + LOMMA's logit loss a configuration
 Modules: ``latents`` (samplers; KEDMI's learnable :class:`LatentGaussian`), ``losses``
 (identity losses), ``priors`` (TV, L2), ``optim`` (:func:`make_optimizer` by name,
 :class:`NesterovSGD`), ``augment`` (differentiable crops, flips, shifts, jitter;
-:func:`make_augment`), ``selection`` (restarts, initial/final selection, confidence under
+:func:`make_augment`; they live in :mod:`invbench.data.augment`, shared with defenses),
+``selection`` (restarts, initial/final selection, confidence under
 augmentation), ``batching`` (:func:`chunked`).
 
 All functions are batched, device-agnostic and free of host synchronisation, so they can
@@ -28,21 +29,7 @@ Example::
     (torch.Size([8, 100]), torch.Size([8]))
 """
 
-from invbench.attacks.components.augment import (
-    AUGMENTS,
-    Augment,
-    Compose,
-    Jitter,
-    RandomFlip,
-    RandomResizedCrop,
-    RandomShift,
-    crop_resize,
-    hflip,
-    make_augment,
-    roll,
-    shift,
-)
-from invbench.attacks.components.batching import chunked
+from invbench.attacks.components.batching import QUERY_CHUNK, chunked, query_probs
 from invbench.attacks.components.latents import GaussianLatent, LatentGaussian
 from invbench.attacks.components.losses import (
     IDENTITY_LOSSES,
@@ -69,8 +56,24 @@ from invbench.attacks.components.selection import (
     initial_selection,
     select_best,
 )
+from invbench.data.augment import (
+    AUGMENTS,
+    Augment,
+    Compose,
+    Jitter,
+    RandomFlip,
+    RandomResizedCrop,
+    RandomShift,
+    crop_resize,
+    hflip,
+    make_augment,
+    roll,
+    shift,
+)
 
 __all__ = [
+    "QUERY_CHUNK",
+    "query_probs",
     "LOMMA_PARAMS",
     "LommaParams",
     "ModelAugmentation",

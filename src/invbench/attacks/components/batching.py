@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
 from invbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from invbench.access import Access
+
+#: images per target query when an attack labels a whole set (public data, prior samples)
+QUERY_CHUNK = 256
 
 
 def chunked(n: int, batch_size: int | None = None) -> list[slice]:
@@ -28,3 +39,16 @@ def chunked(n: int, batch_size: int | None = None) -> list[slice]:
         raise ConfigError(f"batch_size must be >= 1 (or None for one batch), got {batch_size}")
     b = int(batch_size)
     return [slice(i, min(i + b, n)) for i in range(0, n, b)] or [slice(0, 0)]
+
+
+def query_probs(access: Access, x: Tensor, *, batch_size: int = QUERY_CHUNK) -> Tensor:
+    """The target's probability vectors ``(N, K)`` (float32, no graph) for images ``x``.
+
+    Queried through ``access.predict_proba`` in chunks of ``batch_size`` on the access's
+    device, so every image is one counted query (KEDMI's soft labels, LOMMA's distillation
+    targets).
+    """
+    dev = access.device
+    return torch.cat([
+        access.predict_proba(x[s].to(dev)).float() for s in chunked(len(x), batch_size)
+    ])

@@ -94,6 +94,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from invbench.access import Access, WhiteBox
+from invbench.attacks.components.batching import QUERY_CHUNK, query_probs
 from invbench.attacks.components.losses import IdentityLoss
 from invbench.data.protocol import check_images
 from invbench.errors import AccessError, ConfigError, DataError
@@ -109,9 +110,6 @@ PriorSampler = Callable[[int, torch.Generator], Tensor]
 
 #: surrogate architecture choices: one family, or ``mixed`` (alternating the families)
 SURROGATE_CHOICES: tuple[str, ...] = ("mobile", "squeeze", "mixed")
-
-#: images per target query batch in prepare (memory only)
-QUERY_CHUNK = 256
 
 #: the :class:`LommaParams` fields that determine the surrogates (and so their cache key)
 LOMMA_PARAMS: tuple[str, ...] = (
@@ -408,10 +406,7 @@ class ModelAugmentation:
             queried = False
             if surrogates:
                 xs = x if prior_x is None else torch.cat([x, prior_x])
-                probs = torch.cat([
-                    access.predict_proba(xs[i : i + QUERY_CHUNK]).float()
-                    for i in range(0, xs.shape[0], QUERY_CHUNK)
-                ])
+                probs = query_probs(access, xs)
                 queried = True
                 losses, agree = [], []
                 for i, (arch, s) in enumerate(zip(archs, surrogates, strict=True)):

@@ -11,9 +11,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from invbench.attacks.components.augment import Augment
 from invbench.attacks.components.batching import chunked
 from invbench.attacks.components.losses import target_confidence
+from invbench.data.augment import Augment
 from invbench.errors import ConfigError, DataError
 
 
@@ -143,7 +143,7 @@ def confidence_under_augmentation(
         logits_fn: images ``(B, C, H, W)`` -> logits ``(B, K)``, e.g. ``access.logits``
             (each view is one query).
         images: ``(N, C, H, W)``; labels: ``(N,)`` int64.
-        augment: an :class:`~invbench.attacks.components.augment.Augment`.
+        augment: an :class:`~invbench.data.augment.Augment`.
         views: number of augmented copies, >= 0.
         generator: draws the augmentations.
         batch_size: forward at most this many images at once (``None``: all views at once).

@@ -5,7 +5,9 @@ that what they optimise is robust to small geometric changes rather than an adve
 pattern tied to exact pixel positions: DeepInversion's random jitter (``torch.roll``) and
 flips (Yin et al., CVPR 2020, https://arxiv.org/abs/1912.08795), Plug-and-Play Attacks'
 random resized crops, flips and the final selection under augmentation (Struppek et al.,
-ICML 2022, https://arxiv.org/abs/2201.12179).
+ICML 2022, https://arxiv.org/abs/2201.12179). Defenses use them too (Trap-MID augments
+clean and triggered training images), so they live in the data layer; attacks import them
+through :mod:`invbench.attacks.components`.
 
 Every augmentation is an :class:`Augment`: ``aug(x, *, generator) -> Tensor`` that keeps the
 shape ``(B, C, H, W)`` and the range [0, 1] (crops interpolate bilinearly inside the image,
