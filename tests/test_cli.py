@@ -333,3 +333,91 @@ def test_a_defense_report_reaches_the_row(first_run, capsys):
     (row,) = json.loads(stdout)
     assert 3.0 < row["defense_epsilon"] <= 4.0 and row["defense_delta"] == 1e-5
     assert row["defense_noise_multiplier"] > 0
+
+
+def _fisher_argv(out, *extra):
+    return ["analyze", "fisher", "--config", str(out / "fast.yaml"), "--out", str(out),
+            "--epochs", "6", "--per-label", "2", "--samples", "10", "-q", *extra]
+
+
+def test_analyze_fisher_on_a_stored_cell(first_run, capsys):
+    """The MID target of the run (cache) and its GMI reconstructions (store): table and PNG."""
+    import numpy as np
+    from PIL import Image
+
+    out = first_run[0]
+    cache_files = {p.name for p in (out / "cache").rglob("*.safetensors")}
+    argv = _fisher_argv(out, "--defense", "mid:beta=0.01",
+                        "--attack", "gmi:gan_steps=60,iterations=40,restarts=2")
+    code, stdout, _ = _run(capsys, [*argv, "--json"])
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["target"] == "mid" and report["attack"].startswith("gmi")
+    assert report["n_classification"] == 50 and report["n_inversion"] == 10
+    names = [row["layer"] for row in report["layers"]]
+    assert names[0] == "1 conv+bn" and names[-1].startswith("head")
+    assert all(row["classification"] > 0 and row["inversion"] > 0 for row in report["layers"])
+    assert sum(r["inversion_share"] for r in report["layers"]) == pytest.approx(1.0)
+    with Image.open(report["plot"]) as img:
+        assert img.size[0] > 600 and np.asarray(img.convert("L")).std() > 5
+    assert {p.name for p in (out / "cache").rglob("*.safetensors")} == cache_files  # no training
+    code, again, _ = _run(capsys, [*argv, "--json"])
+    assert json.loads(again)["layers"] == report["layers"]  # seeded: the same numbers
+    code, table, _ = _run(capsys, argv)
+    assert code == 0 and "F inversion" in table and "head" in table
+
+
+def test_analyze_fisher_on_a_users_model(first_run, tmp_path, capsys):
+    """--model/--arch/--reconstructions: a user's own weights and a run's artifact."""
+    stored = json.loads(first_run[2])
+    rec = next(r for r in stored if r["defense"] == "none" and r["attack"] == "mi-face")
+    from invbench.data import load_protocol
+    from invbench.defenses import NoDefense, TrainConfig
+
+    protocol = load_protocol("digits", seed=0)
+    model = NoDefense().train(protocol, config=TrainConfig(epochs=1), seed=0)
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "mine.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    plot = tmp_path / "fisher.svg"
+    code, stdout, _ = _run(capsys, [
+        "analyze", "fisher", "-q", "--json", "--model", str(weights), "--arch", "cnn-s",
+        "--reconstructions", rec["artifacts"]["reconstructions"], "--samples", "5",
+        "--plot", str(plot),
+    ])
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["target"] == "mine.safetensors (cnn-s)" and report["n_inversion"] == 10
+    assert plot.read_text().startswith("<?xml")
+    # the same weights as the wrong architecture: one line naming the file
+    code, _, err = _run(capsys, [
+        "analyze", "fisher", "-q", "--model", str(weights), "--arch", "cnn-m",
+        "--reconstructions", rec["artifacts"]["reconstructions"],
+    ])
+    assert code == 2 and "mine.safetensors" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--defense", "none", "--defense", "mid", "--attack", "mi-face"], "exactly one --defense"),
+        (["--defense", "none"], "exactly one --attack"),
+        (["--defense", "none", "--attack", "mi-face", "--plot", "x.txt"], "needs a suffix"),
+        (["--model", "nope.safetensors"], "--model and --arch go together"),
+        (["--model", "nope.safetensors", "--arch", "cnn-s"], "is not a file"),
+        (["--defense", "none", "--attack", "mi-face", "--samples", "0"], "--samples must be"),
+    ],
+)
+def test_analyze_fisher_bad_input_is_one_line(tmp_path, capsys, extra, match):
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, ["analyze", "fisher", "--out", str(out), *extra])
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_analyze_fisher_without_a_stored_cell(first_run, capsys):
+    out = first_run[0]
+    code, _, err = _run(capsys, _fisher_argv(out, "--defense", "none",
+                                             "--attack", "mi-face:steps=7"))
+    assert code == 2 and "no finished cell none x mi-face(steps=7)" in err

@@ -33,59 +33,60 @@ app = typer.Typer(
 _out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
-@app.command()
-def run(
-    config: Annotated[Path | None, typer.Option(help="YAML spec file (flags override it).")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset (see `invbench list`).")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the dataset's files.")] = None,
-    resolution: Annotated[int | None, typer.Option(help="Resize images to this size.")] = None,
-    defense: Annotated[
-        list[str] | None,
-        typer.Option(help="Defense NAME or NAME:key=value,...; repeatable. Default: none, mid."),
-    ] = None,
-    attack: Annotated[
-        list[str] | None,
-        typer.Option(help="Attack NAME or NAME:key=value,...; repeatable. Default: mi-face, gmi."),
-    ] = None,
-    label: Annotated[
-        list[int] | None, typer.Option(help="Target label to attack; repeatable. Default: all.")
-    ] = None,
-    private_class: Annotated[
-        list[int] | None,
-        typer.Option(help="Dataset class id that is private; repeatable. Default: first half."),
-    ] = None,
-    public_class: Annotated[
-        list[int] | None,
-        typer.Option(help="Dataset class id the attacker may use; repeatable. Default: the rest."),
-    ] = None,
-    per_label: Annotated[int | None, typer.Option(help="Reconstructions per label.")] = None,
-    max_per_class: Annotated[
-        int | None, typer.Option(help="Cap on images per class (drawn with the seed).")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Target training epochs.")] = None,
-    budget: Annotated[int | None, typer.Option(help="Query budget per attack run.")] = None,
-    output: Annotated[
-        str | None,
-        typer.Option(help="Output processing of query answers, NAME or NAME:key=value,... "
-                     "(top-k, round, noise; black-box and label-only attacks only)."),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (store, cache, grids).")] = None,
-    metrics: Annotated[
-        str | None,
-        typer.Option(help="Table columns, comma-separated metric keys (default: "
-                     "success,acc1,knn_dist,fid); --json always has every key."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
-) -> None:
-    """Run the benchmark: every defense against every attack (default: digits, seed 0).
+# Options shared by `run` and `analyze` (the flags that pick a spec's cells).
+ConfigOpt = Annotated[Path | None, typer.Option(help="YAML spec file (flags override it).")]
+DatasetOpt = Annotated[str | None, typer.Option(help="Dataset (see `invbench list`).")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Folder with the dataset's files.")]
+ResolutionOpt = Annotated[int | None, typer.Option(help="Resize images to this size.")]
+DefenseOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Defense NAME or NAME:key=value,...; repeatable. Default: none, mid."),
+]
+AttackOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Attack NAME or NAME:key=value,...; repeatable. Default: mi-face, gmi."),
+]
+LabelOpt = Annotated[
+    list[int] | None, typer.Option(help="Target label to attack; repeatable. Default: all.")
+]
+PrivateClassOpt = Annotated[
+    list[int] | None,
+    typer.Option(help="Dataset class id that is private; repeatable. Default: first half."),
+]
+PublicClassOpt = Annotated[
+    list[int] | None,
+    typer.Option(help="Dataset class id the attacker may use; repeatable. Default: the rest."),
+]
+PerLabelOpt = Annotated[int | None, typer.Option(help="Reconstructions per label.")]
+MaxPerClassOpt = Annotated[
+    int | None, typer.Option(help="Cap on images per class (drawn with the seed).")
+]
+EpochsOpt = Annotated[int | None, typer.Option(help="Target training epochs.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps.")]
+OutOpt = Annotated[Path | None, typer.Option(help="Output folder (store, cache, grids).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs.")]
 
-    Exits 1 when a cell failed (it is stored as failed with its message; the others ran).
-    """
-    from invbench.bench.runner import run_benchmark
-    from invbench.config import load_spec, make_spec, parse_method
+
+def _spec_fields(
+    *,
+    dataset: str | None,
+    data_dir: Path | None,
+    resolution: int | None,
+    defense: list[str] | None,
+    attack: list[str] | None,
+    label: list[int] | None,
+    private_class: list[int] | None,
+    public_class: list[int] | None,
+    per_label: int | None,
+    max_per_class: int | None,
+    epochs: int | None,
+    seed: int | None,
+    device: str | None,
+    out: Path | None,
+) -> dict[str, Any]:
+    """The run-spec fields the shared flags set (``None``: not given, keep the file's)."""
+    from invbench.config import parse_method
 
     fields: dict[str, Any] = {
         "dataset": dataset,
@@ -102,30 +103,62 @@ def run(
         if private_class or public_class or max_per_class is not None
         else None,
         "per_label": per_label,
-        "budget": budget,
-        "output": parse_method(output) if output else None,
         "seed": seed,
         "device": device,
         "out": out,
     }
     if epochs is not None:
         fields["train"] = {"epochs": epochs}
-    if config is not None:
-        # Flags override the file; nested blocks (train, protocol) are merged key by key.
-        merged = load_spec(config).model_dump(exclude_none=True)
-        for key, value in fields.items():
-            if value is None:
-                continue
-            if isinstance(value, dict):
-                merged[key] = {
-                    **merged.get(key, {}),
-                    **{k: v for k, v in value.items() if v is not None},
-                }
-            else:
-                merged[key] = value
-        spec = make_spec(**merged)
-    else:
-        spec = make_spec(**fields)
+    return fields
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    resolution: ResolutionOpt = None,
+    defense: DefenseOpt = None,
+    attack: AttackOpt = None,
+    label: LabelOpt = None,
+    private_class: PrivateClassOpt = None,
+    public_class: PublicClassOpt = None,
+    per_label: PerLabelOpt = None,
+    max_per_class: MaxPerClassOpt = None,
+    epochs: EpochsOpt = None,
+    budget: Annotated[int | None, typer.Option(help="Query budget per attack run.")] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(help="Output processing of query answers, NAME or NAME:key=value,... "
+                     "(top-k, round, noise; black-box and label-only attacks only)."),
+    ] = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    out: OutOpt = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Table columns, comma-separated metric keys (default: "
+                     "success,acc1,knn_dist,fid); --json always has every key."),
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """Run the benchmark: every defense against every attack (default: digits, seed 0).
+
+    Exits 1 when a cell failed (it is stored as failed with its message; the others ran).
+    """
+    from invbench.bench.runner import run_benchmark
+    from invbench.config import parse_method
+
+    fields = _spec_fields(
+        dataset=dataset, data_dir=data_dir, resolution=resolution, defense=defense,
+        attack=attack, label=label, private_class=private_class, public_class=public_class,
+        per_label=per_label, max_per_class=max_per_class, epochs=epochs, seed=seed,
+        device=device, out=out,
+    )
+    fields["budget"] = budget
+    fields["output"] = parse_method(output) if output else None
+    spec = _make_spec(config, fields)
     columns = _metric_columns(metrics)
     results = run_benchmark(spec, quiet=quiet)
     failed = [r for r in results if r.get("status") == "failed"]
@@ -149,6 +182,29 @@ def run(
                 f"{r.get('error')}\n"
             )
         raise typer.Exit(1)
+
+
+def _make_spec(config: Path | None, fields: dict[str, Any]) -> Any:
+    """The validated run spec: ``config`` (if any) with the flags in ``fields`` over it.
+
+    Nested blocks (train, protocol) are merged key by key; ``None`` means "not given".
+    """
+    from invbench.config import load_spec, make_spec
+
+    if config is None:
+        return make_spec(**fields)
+    merged = load_spec(config).model_dump(exclude_none=True)
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            merged[key] = {
+                **merged.get(key, {}),
+                **{k: v for k, v in value.items() if v is not None},
+            }
+        else:
+            merged[key] = value
+    return make_spec(**merged)
 
 
 def _metric_columns(text: str | None) -> list[str] | None:
@@ -226,6 +282,97 @@ def runs(
     from invbench.report.tables import runs_table
 
     _out.print(runs_table(rows))
+
+
+analyze = typer.Typer(
+    help="Analyses of a benchmark's targets (Fisher information: TL-DMI's evidence).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(analyze, name="analyze")
+
+
+@analyze.command("fisher")
+def analyze_fisher(
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    resolution: ResolutionOpt = None,
+    defense: Annotated[
+        list[str] | None,
+        typer.Option(help="The target: a defense NAME or NAME:key=value,... of the spec."),
+    ] = None,
+    attack: Annotated[
+        list[str] | None,
+        typer.Option(help="The attack whose stored reconstructions of the target are used."),
+    ] = None,
+    label: LabelOpt = None,
+    private_class: PrivateClassOpt = None,
+    public_class: PublicClassOpt = None,
+    per_label: PerLabelOpt = None,
+    max_per_class: MaxPerClassOpt = None,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    out: OutOpt = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Your own target instead: safetensors weights of an invbench "
+                     "classifier (with --arch and --reconstructions)."),
+    ] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="Architecture of --model (e.g. cnn-m).")
+    ] = None,
+    reconstructions: Annotated[
+        Path | None,
+        typer.Option(help="safetensors with 'images' (N,C,H,W) in [0,1] and 'labels' (N,) "
+                     "instead of the stored cell's."),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option(help="Private training images per class for the classification task.")
+    ] = 100,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", "-o", help="Where to write the plot (.png, .svg, .pdf). Default: "
+                     "next to the reconstructions, NAME-fisher.png."),
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Per-layer Fisher information: classification (private images) vs inversion.
+
+    TL-DMI's analysis (Ho et al., CVPR 2024): the mean diagonal Fisher information of
+    log p(y|x) per layer of a target, on private training images and on an attack's
+    reconstructions of that target. Pick the cell with the spec and flags of `invbench run`
+    (one --defense, one --attack) or give --model/--arch/--reconstructions.
+    """
+    from invbench.bench.analyze import check_fisher_inputs, fisher_for_cell
+    from invbench.report.plots import fisher_plot
+
+    fields = _spec_fields(
+        dataset=dataset, data_dir=data_dir, resolution=resolution, defense=defense,
+        attack=attack, label=label, private_class=private_class, public_class=public_class,
+        per_label=per_label, max_per_class=max_per_class, epochs=epochs, seed=seed,
+        device=device, out=out,
+    )
+    spec = _make_spec(config, fields)
+    check_fisher_inputs(spec, model=model, arch=arch, reconstructions=reconstructions,
+                        plot=plot, samples=samples)
+    report = fisher_for_cell(spec, model_file=model, arch=arch, reconstructions=reconstructions,
+                             samples=samples, quiet=quiet)
+    rec = report.reconstructions
+    path = plot if plot is not None else rec.with_name(f"{rec.stem}-fisher.png")
+    fisher_plot(path, report.result, title=f"Fisher information: {report.target}"
+                + (f" x {report.attack}" if report.attack != "-" else ""))
+    data = {**report.to_dict(), "plot": str(path)}
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    from invbench.report.tables import fisher_table
+
+    acc = "" if report.target_accuracy is None else f", accuracy {report.target_accuracy:.1%}"
+    _out.print(fisher_table(data, title=f"{report.target}{acc} x {report.attack}"))
+    _out.print(f"plot: {path}", highlight=False)
 
 
 register_tabular(app)

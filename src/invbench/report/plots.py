@@ -1,4 +1,4 @@
-"""Privacy-utility trade-off plots (matplotlib, Agg canvas, no pyplot).
+"""Privacy-utility trade-off plots and the Fisher-information plot (matplotlib, Agg).
 
 The figure is drawn on its own ``FigureCanvasAgg``, so nothing here touches pyplot's global
 state or the backend other code (or a notebook) has chosen.
@@ -9,9 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invbench._io import atomic_path
 from invbench.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from invbench.analysis.fisher import FisherResult
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
@@ -73,6 +77,53 @@ def tradeoff_plot(
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt)
+    return path
+
+
+def fisher_plot(path: str | Path, result: FisherResult, *, title: str) -> Path:
+    """Per-layer Fisher information of both tasks as grouped bars, written to ``path``.
+
+    Left: the mean diagonal Fisher information per parameter (log scale); right: each
+    layer's share of the task's total. ``result`` comes from
+    :func:`invbench.analysis.fisher.fisher_analysis`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from invbench.analysis.fisher import TASKS
+
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    fig = Figure(figsize=(10.0, 4.2), dpi=120, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    if fmt not in canvas.get_supported_filetypes():
+        raise ConfigError(f"plot path {path} needs a suffix such as .png, .svg or .pdf")
+    names = [layer.name for layer in result.layers]
+    xs = list(range(len(names)))
+    width = 0.4
+    labels = {
+        "classification": f"classification (private, n={result.n_classification})",
+        "inversion": f"inversion (reconstructions, n={result.n_inversion})",
+    }
+    left, right = fig.subplots(1, 2)
+    for i, task in enumerate(TASKS):
+        means = [getattr(layer, task) for layer in result.layers]
+        if not all(math.isfinite(v) and v >= 0 for v in means):
+            raise DataError(f"Fisher information of {task} has a NaN or negative value: {means}")
+        offset = [x + (i - 0.5) * width for x in xs]
+        left.bar(offset, [max(v, 1e-30) for v in means], width, label=labels[task])
+        right.bar(offset, result.shares(task), width, label=labels[task])
+    left.set_yscale("log")
+    left.set_ylabel("mean Fisher information per parameter")
+    right.set_ylabel("share of the task's Fisher information")
+    for ax in (left, right):
+        ax.set_xticks(xs, names, rotation=30, ha="right", fontsize="small")
+        ax.set_xlabel("layer (block)")
+        ax.grid(True, axis="y", alpha=0.3)
+    left.legend(loc="best", fontsize="small")
+    fig.suptitle(title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt)
     return path

@@ -268,3 +268,27 @@ def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -
             str(run.get("created", MISSING)).replace("T", " ").removesuffix("+00:00"),
         )
     return table
+
+
+def fisher_table(report: Mapping[str, Any], *, title: str | None = None) -> Table:
+    """The per-layer Fisher table of ``invbench analyze fisher`` (its ``to_dict()`` form).
+
+    Columns: layer, parameters, the mean Fisher information per parameter of the
+    classification and inversion tasks, their ratio, and each task's share per layer.
+    """
+    table = Table(title=title, header_style="bold")
+    table.add_column("layer")
+    table.add_column("params", justify="right")
+    for col in ("F classification", "F inversion", "inv / cls", "cls share", "inv share"):
+        table.add_column(col, justify="right")
+    for row in report.get("layers", []):
+        table.add_row(
+            str(row["layer"]),
+            fmt_int(row["parameters"]),
+            f"{row['classification']:.3g}",
+            f"{row['inversion']:.3g}",
+            MISSING if row.get("ratio") is None else f"{row['ratio']:.2f}",
+            fmt_pct(row["classification_share"]),
+            fmt_pct(row["inversion_share"]),
+        )
+    return table
