@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from invbench.access import BlackBox, LabelOnly, WhiteBox, make_access, round_probs, top_k
+from invbench.access import BlackBox, LabelOnly, WhiteBox, make_access
 from invbench.attacks.base import Attack, Reconstruction
+from invbench.defenses.output import Round, TopK
 from invbench.errors import AccessError, QueryBudgetExceeded
 
 SHAPE = (1, 8, 8)
@@ -32,7 +33,7 @@ def test_white_box_gives_gradients_and_counts_queries():
 
 def test_black_box_holds_no_module_and_returns_no_gradients():
     model = _model()
-    acc = BlackBox(model, num_classes=5, image_shape=SHAPE)
+    acc = BlackBox.local(model, num_classes=5, image_shape=SHAPE)
     assert not any(isinstance(v, nn.Module) for v in vars(acc).values())
     assert not hasattr(acc, "model") and not hasattr(acc, "logits")
     x = _x().requires_grad_(True)
@@ -46,7 +47,7 @@ def test_black_box_holds_no_module_and_returns_no_gradients():
 
 def test_label_only_returns_labels_only():
     model = _model()
-    acc = LabelOnly(model, num_classes=5, image_shape=SHAPE)
+    acc = LabelOnly.local(model, num_classes=5, image_shape=SHAPE)
     assert not any(isinstance(v, nn.Module) for v in vars(acc).values())
     assert not hasattr(acc, "predict_proba")
     x = _x(6)
@@ -56,7 +57,7 @@ def test_label_only_returns_labels_only():
 
 
 def test_budget_is_enforced_before_the_query_runs():
-    acc = BlackBox(_model(), num_classes=5, image_shape=SHAPE, budget=10)
+    acc = BlackBox.local(_model(), num_classes=5, image_shape=SHAPE, budget=10)
     acc.predict_proba(_x(8))
     with pytest.raises(QueryBudgetExceeded, match="budget of 10"):
         acc.predict_proba(_x(3))
@@ -64,16 +65,16 @@ def test_budget_is_enforced_before_the_query_runs():
 
 
 def test_wrong_input_shape_is_refused():
-    acc = LabelOnly(_model(), num_classes=5, image_shape=SHAPE)
+    acc = LabelOnly.local(_model(), num_classes=5, image_shape=SHAPE)
     with pytest.raises(AccessError, match="expected images of shape"):
         acc.predict_label(torch.rand(2, 1, 9, 9))
 
 
 def test_output_transforms():
     p = torch.tensor([[0.1234, 0.5, 0.3766]])
-    assert torch.allclose(round_probs(1)(p), torch.tensor([[0.1, 0.5, 0.4]]))
-    assert torch.equal(top_k(1)(p), torch.tensor([[0.0, 0.5, 0.0]]))
-    acc = BlackBox(_model(), num_classes=5, image_shape=SHAPE, output_transform=top_k(1))
+    assert torch.allclose(Round(decimals=1)(p), torch.tensor([[0.1, 0.5, 0.4]]))
+    assert torch.equal(TopK(k=1)(p), torch.tensor([[0.0, 0.5, 0.0]]))
+    acc = BlackBox.local(_model(), num_classes=5, image_shape=SHAPE, output_transform=TopK(k=1))
     assert (acc.predict_proba(_x()) > 0).sum(1).eq(1).all()
 
 
@@ -102,7 +103,7 @@ def test_attack_refuses_weaker_access_and_black_box_attack_never_sees_the_module
     _Probe.name = "probe"
     atk = _Probe()
     with pytest.raises(AccessError, match="needs black-box access"):
-        atk.invert(LabelOnly(_model(), num_classes=5, image_shape=SHAPE), [0, 1])
+        atk.invert(LabelOnly.local(_model(), num_classes=5, image_shape=SHAPE), [0, 1])
     acc = make_access(atk.access, _model(), num_classes=5, image_shape=SHAPE)
     rec = atk.invert(acc, [0, 1, 2], per_label=2, seed=1)
     handed = _Probe.seen[-1]

@@ -82,6 +82,54 @@ def test_attack_contract(name, target_kind, request, digits_protocol):
             cls(**FAST.get(name, {})).prepare(p.public, access=acc)
 
 
+#: the registered attacks that need less than white-box access
+QUERY_ONLY = [n for n in ATTACKS.names() if ATTACKS.get(n).access != "white-box"]
+
+
+@pytest.mark.parametrize("name", QUERY_ONLY)
+def test_query_only_attack_runs_behind_the_barrier(name, digits_protocol, digits_target,
+                                                   tmp_path):
+    """Through the runner's worker: the attack's process never holds the target, and the
+    queries the service counted are the ones the attack reports; then over loopback HTTP."""
+    import threading
+
+    from invbench.access import BlackBox, LabelOnly, model_fingerprint
+    from invbench.serving.channels import HttpChannel
+    from invbench.serving.http import make_server, server_url
+    from invbench.serving.service import TargetService
+    from invbench.serving.worker import run_isolated, tensor_hash
+
+    cls = ATTACKS.get(name)
+    p = digits_protocol
+
+    def service() -> TargetService:
+        return TargetService(digits_target, level=cls.access, num_classes=p.num_classes,
+                             image_shape=p.image_shape, target_key="digits-target")
+
+    served = service()
+    result = run_isolated(cls(**FAST.get(name, {})), served, public=p.public, labels=[0, 3],
+                          per_label=2, seed=0, cache_root=tmp_path,
+                          cache_owner=f"attack-{name}", probe=True)
+    assert result.reconstruction.images.shape == (4, *p.image_shape)
+    assert served.queries == result.prepare_queries + result.reconstruction.queries
+    assert model_fingerprint(digits_target) not in result.probe["modules"]
+    weights = {tensor_hash(t) for t in digits_target.state_dict().values() if t.numel() > 1}
+    assert not weights & set(result.probe["tensors"])
+
+    server = make_server(service(), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        level_cls = BlackBox if cls.access == "black-box" else LabelOnly
+        acc = level_cls(HttpChannel(server_url(server)))
+        atk = cls(**FAST.get(name, {}))
+        atk.prepare(p.public, access=acc, seed=0)
+        rec = atk.invert(acc, [1], per_label=2, seed=0)
+        assert rec.images.shape == (2, *p.image_shape) and rec.queries > 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class _BatchSizes(torch.nn.Module):
     """Wraps a target and records the batch of every forward that builds a graph."""
 

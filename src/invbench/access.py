@@ -3,13 +3,16 @@
 The runner wraps the trained target in exactly the access object its attack declares:
 
 * :class:`WhiteBox` — the module itself: differentiable logits and gradients.
-* :class:`BlackBox` — probability vectors only (after an optional output transform such as
+* :class:`BlackBox` — probability vectors only (after an optional output processing such as
   rounding or top-k, which is where a deployment would put an output-processing defense).
-  The object holds no ``nn.Module`` attribute; outputs are computed under
-  ``torch.inference_mode`` and cannot be differentiated.
 * :class:`LabelOnly` — the top-1 label only.
 
-Each counts queries (one per image) and can enforce a budget, raising
+The two query-only levels are clients of a :class:`~invbench.serving.service.TargetService`
+that holds the target, counts the queries and enforces the budget on its side. The runner
+serves the target from its own process to the attack running in a spawned worker
+(:mod:`invbench.serving.worker`), so a black-box attack's process never holds the module;
+an endpoint on this machine (``invbench serve``) is reached the same way over HTTP. Each
+counts queries (one per image) and can enforce a budget, raising
 :class:`~invbench.errors.QueryBudgetExceeded` when an attack asks for more.
 """
 
@@ -23,11 +26,16 @@ import torch
 from torch import Tensor, nn
 
 from invbench.errors import AccessError, QueryBudgetExceeded
+from invbench.serving.channels import Channel, LocalChannel
+from invbench.serving.codec import decode, encode
+from invbench.serving.service import MAX_BATCH, TargetService, raise_if_error
 
 AccessLevel = Literal["white-box", "black-box", "label-only"]
 LEVELS: tuple[str, ...] = ("white-box", "black-box", "label-only")  # strongest first
 
-OutputTransform = Callable[[Tensor], Tensor]
+#: the deployment's processing of probability vectors, ``f(probs, seeds=...) -> probs``
+#: (:class:`invbench.defenses.output.OutputProcessing`)
+OutputTransform = Callable[..., Tensor]
 
 
 def _module_device(model: nn.Module) -> torch.device:
@@ -191,46 +199,32 @@ class WhiteBox(Access):
 
 
 class _QueryAccess(Access):
-    """Query-only access: the module lives in a closure, never in an attribute."""
+    """Query-only access: a client of a :class:`~invbench.serving.service.TargetService`.
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        num_classes: int,
-        image_shape: tuple[int, int, int],
-        output: Callable[[Tensor], Tensor],
-        budget: int | None = None,
-        target_key: str | None = None,
-    ) -> None:
+    It holds a channel (:mod:`invbench.serving.channels`), never the module: the service on
+    the other end counts the queries and enforces the budget; :attr:`queries` mirrors its
+    count after every answer. Answers come back on :attr:`device`.
+    """
+
+    def __init__(self, channel: Channel, *, device: torch.device | str | None = None) -> None:
+        self._channel = channel
+        info = self._call({}, {"op": "info"})
+        if info.get("level") != self.level:
+            raise AccessError(
+                f"the target is served with {info.get('level')} access, not {self.level}"
+            )
         super().__init__(
-            num_classes=num_classes,
-            image_shape=image_shape,
-            device=_module_device(model),
-            budget=budget,
-            target_key=target_key,
-            fingerprint=lambda: model_fingerprint(model),
+            num_classes=int(info["num_classes"]),  # type: ignore[call-overload]
+            image_shape=tuple(info["image_shape"]),  # type: ignore[arg-type]
+            device=torch.device(device if device is not None else str(info.get("device", "cpu"))),
+            budget=info.get("budget"),  # type: ignore[arg-type]
+            target_key=str(info.get("target_key") or "") or None,
         )
-        model.eval()
+        self.queries = int(info.get("queries", 0))  # type: ignore[call-overload]
 
-        def _query(x: Tensor) -> Tensor:
-            with torch.inference_mode():
-                return output(model(x))
-
-        self._query = _query
-
-    def _answer(self, x: Tensor) -> Tensor:
-        self._count(x)
-        return self._query(x.detach()).clone()
-
-
-class BlackBox(_QueryAccess):
-    """Query access to probability vectors (optionally post-processed); no gradients, no module."""
-
-    level: ClassVar[str] = "black-box"
-
-    def __init__(
-        self,
+    @classmethod
+    def local(
+        cls,
         model: nn.Module,
         *,
         num_classes: int,
@@ -238,23 +232,65 @@ class BlackBox(_QueryAccess):
         output_transform: OutputTransform | None = None,
         budget: int | None = None,
         target_key: str | None = None,
-    ) -> None:
-        def output(logits: Tensor) -> Tensor:
-            p = torch.softmax(logits, dim=1)
-            return output_transform(p) if output_transform is not None else p
+        seed: int = 0,
+    ) -> _QueryAccess:
+        """Access to ``model`` served in this process (the Python API's convenience).
 
-        super().__init__(
-            model,
-            num_classes=num_classes,
-            image_shape=image_shape,
-            output=output,
-            budget=budget,
-            target_key=target_key,
+        Not a barrier — the runner serves the target to an attack in another process
+        (:mod:`invbench.serving.worker`). ``target_key`` defaults to a hash of the weights.
+        """
+        service = TargetService(
+            model, level=cls.level, num_classes=num_classes, image_shape=image_shape,
+            output=output_transform, budget=budget,
+            target_key=target_key if target_key is not None else model_fingerprint(model),
+            seed=seed,
         )
+        return cls(LocalChannel(service))
+
+    def _call(self, tensors: dict[str, Tensor], meta: dict[str, object]) -> dict[str, object]:
+        return self._exchange(tensors, meta)[1]
+
+    def _exchange(
+        self, tensors: dict[str, Tensor], meta: dict[str, object]
+    ) -> tuple[dict[str, Tensor], dict[str, object]]:
+        out, answer = decode(self._channel.request(encode(tensors, meta)))
+        if "queries" in answer and hasattr(self, "queries"):
+            self.queries = int(answer["queries"])
+        raise_if_error(answer)
+        return out, answer
+
+    def charge(self, n: int) -> None:
+        """Count ``n`` queries spent elsewhere against the budget (on the serving side)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise AccessError(f"charge: n must be an int >= 0, got {n!r}")
+        self._call({}, {"op": "charge", "n": n})
+
+    def _answer(self, x: Tensor, key: str) -> Tensor:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise AccessError(
+                f"{self.level} query: expected images of shape "
+                f"(N, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}"
+            )
+        x = x.detach().to("cpu", torch.float32)
+        parts = [
+            self._exchange({"images": chunk}, {"op": "query"})[0][key]
+            for chunk in x.split(MAX_BATCH)
+        ]
+        return torch.cat(parts).to(self.device)
+
+
+class BlackBox(_QueryAccess):
+    """Query access to probability vectors (after the deployment's output processing).
+
+    No module, no gradients: a client of the service that holds the target. Build it from a
+    channel, or with :meth:`local` around a module in this process (API convenience).
+    """
+
+    level: ClassVar[str] = "black-box"
 
     def predict_proba(self, x: Tensor) -> Tensor:
         """Probability vectors (N, K), not differentiable; counts N queries."""
-        return self._answer(x)
+        return self._answer(x, "probs")
 
     __call__ = predict_proba
 
@@ -264,59 +300,28 @@ class BlackBox(_QueryAccess):
 
 
 class LabelOnly(_QueryAccess):
-    """Query access to the top-1 label only."""
+    """Query access to the top-1 label only (of the processed probabilities, if any)."""
 
     level: ClassVar[str] = "label-only"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        num_classes: int,
-        image_shape: tuple[int, int, int],
-        output_transform: OutputTransform | None = None,
-        budget: int | None = None,
-        target_key: str | None = None,
-    ) -> None:
-        def output(logits: Tensor) -> Tensor:
-            if output_transform is None:
-                return logits.argmax(dim=1)
-            # the label a deployment that post-processes its probabilities would answer
-            return output_transform(torch.softmax(logits, dim=1)).argmax(dim=1)
-
-        super().__init__(
-            model,
-            num_classes=num_classes,
-            image_shape=image_shape,
-            output=output,
-            budget=budget,
-            target_key=target_key,
-        )
-
     def predict_label(self, x: Tensor) -> Tensor:
         """Top-1 labels (N,); counts N queries."""
-        return self._answer(x)
+        return self._answer(x, "labels")
 
     __call__ = predict_label
 
 
-def round_probs(decimals: int) -> OutputTransform:
-    """Output transform: round each probability to ``decimals`` places (Fredrikson 2015)."""
+def served_target_key(base: str, output: OutputTransform | None) -> str:
+    """The identity of a target as served: ``base`` plus its output processing, if any.
 
-    def f(p: Tensor) -> Tensor:
-        return torch.round(p, decimals=decimals)
-
-    return f
-
-
-def top_k(k: int) -> OutputTransform:
-    """Output transform: keep the k largest probabilities, zero the rest."""
-
-    def f(p: Tensor) -> Tensor:
-        vals, idx = p.topk(min(k, p.shape[1]), dim=1)
-        return torch.zeros_like(p).scatter(1, idx, vals)
-
-    return f
+    The processing is part of the target's identity for caches: a prior that queried the
+    processed target is not the one that queried the raw target.
+    """
+    if output is None:
+        return base
+    described = getattr(output, "describe", None)
+    tag = described() if callable(described) else repr(output)
+    return f"{base}|output={tag}"
 
 
 def make_access(
@@ -335,27 +340,18 @@ def make_access(
     the fingerprint is a hash of the model's weights.
     """
     if output_transform is not None and level in LEVELS[1:]:
-        # the processing is part of the target's identity for caches: a prior that queried
-        # the processed target is not the one that queried the raw target
-        described = getattr(output_transform, "describe", None)
-        tag = described() if callable(described) else repr(output_transform)
         base = target_key if target_key is not None else model_fingerprint(model)
-        target_key = f"{base}|output={tag}"
-    common = {
-        "num_classes": num_classes,
-        "image_shape": image_shape,
-        "budget": budget,
-        "target_key": target_key,
-    }
+        target_key = served_target_key(base, output_transform)
     if level == "white-box":
         if output_transform is not None:
             raise AccessError(
                 "output processing protects only black-box and label-only queries; a "
                 "white-box attacker reads the logits directly"
             )
-        return WhiteBox(model, **common)  # type: ignore[arg-type]
-    if level == "black-box":
-        return BlackBox(model, output_transform=output_transform, **common)  # type: ignore[arg-type]
-    if level == "label-only":
-        return LabelOnly(model, output_transform=output_transform, **common)  # type: ignore[arg-type]
-    raise AccessError(f"unknown access level '{level}'; choose one of: {', '.join(LEVELS)}")
+        return WhiteBox(model, num_classes=num_classes, image_shape=image_shape, budget=budget,
+                        target_key=target_key)
+    cls = {"black-box": BlackBox, "label-only": LabelOnly}.get(level)
+    if cls is None:
+        raise AccessError(f"unknown access level '{level}'; choose one of: {', '.join(LEVELS)}")
+    return cls.local(model, num_classes=num_classes, image_shape=image_shape,
+                     output_transform=output_transform, budget=budget, target_key=target_key)

@@ -195,16 +195,16 @@ def test_access_levels(digits_target, digits_protocol) -> None:  # noqa: ANN001
     owner = GMI()
     with pytest.raises(AccessError, match="probability vectors"):
         ModelAugmentation(count=1, p_reg_weight=0).prepare(
-            x, access=LabelOnly(digits_target, **kw), cache=None, sampler=None, seed=0,
+            x, access=LabelOnly.local(digits_target, **kw), cache=None, sampler=None, seed=0,
             quiet=True, owner=owner,
         )
     with pytest.raises(AccessError, match="white-box"):
         ModelAugmentation(count=1).prepare(
-            x, access=BlackBox(digits_target, **kw), cache=None, sampler=None, seed=0,
+            x, access=BlackBox.local(digits_target, **kw), cache=None, sampler=None, seed=0,
             quiet=True, owner=owner,
         )
     # black-box soft labels are enough for the surrogates alone
-    bb = BlackBox(digits_target, **kw)
+    bb = BlackBox.local(digits_target, **kw)
     aug = ModelAugmentation(count=1, epochs=1, p_reg_weight=0)
     aug.prepare(x, access=bb, cache=None, sampler=None, seed=0, quiet=True, owner=owner)
     assert bb.queries == 64 and len(aug.surrogates_) == 1 and aug.p_reg_ is None

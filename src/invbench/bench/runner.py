@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from invbench import __version__
 from invbench._io import atomic_path
-from invbench.access import make_access
+from invbench.access import make_access, served_target_key
 from invbench.attacks.base import Attack
 from invbench.bench.store import Store, spec_hash, versions
 from invbench.cache import Cache
@@ -50,6 +50,8 @@ from invbench.metrics.references import (
 from invbench.models.stochastic import reseed
 from invbench.progress import log
 from invbench.report.grids import save_comparison_grid
+from invbench.serving.service import TargetService
+from invbench.serving.worker import run_isolated
 from invbench.types import Reconstruction
 
 #: Bumped when the meaning of a stored result changes, so old rows are not reused.
@@ -364,27 +366,17 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
         return {**result, "seconds": round(seconds, 3), "cached": False}
 
 
-def _execute(
-    ctx: RunContext,
-    defense: Defense,
-    attack: Attack,
-    cspec: dict[str, Any],
-    key: str,
-    t0: float,
-) -> dict[str, Any]:
+def _run_white_box(
+    ctx: RunContext, defense: Defense, attack: Attack, model: nn.Module
+) -> tuple[Reconstruction, float, float]:
+    """Prepare and invert a white-box attack in this process, on the module itself."""
     s = ctx.spec
-    model, acc = run_target(ctx, defense)
-    judges = run_judges(ctx)
-    refs = _references(ctx, defense, model)
-    cell = f"{method_label(defense)} x {method_label(attack)}"
-
     access = make_access(
         attack.access,
         model,
         num_classes=ctx.protocol.num_classes,
         image_shape=ctx.protocol.image_shape,
         budget=s.budget,
-        output_transform=ctx.output,
         target_key=ctx.target_keys[_target_label(defense)],
     )
     t1 = time.perf_counter()
@@ -402,7 +394,70 @@ def _execute(
     torch.manual_seed(s.seed)
     reseed(model, s.seed)
     rec = attack.invert(access, _labels(s, ctx.protocol), s.per_label, seed=s.seed, quiet=ctx.quiet)
+    cell = f"{method_label(defense)} x {method_label(attack)}"
     t_invert = _timed(ctx, f"invert {cell}", t1)
+    return rec, t_prepare, t_invert
+
+
+def _run_query_only(
+    ctx: RunContext, defense: Defense, attack: Attack, model: nn.Module
+) -> tuple[Reconstruction, float, float]:
+    """Run a black-box or label-only attack in a worker process this process serves.
+
+    The target stays here, behind a :class:`TargetService` (output processing, budget and
+    query counting on this side); the attack runs in a fresh interpreter that reaches it
+    only through query messages (:mod:`invbench.serving.worker`).
+    """
+    s = ctx.spec
+    service = TargetService(
+        model,
+        level=attack.access,
+        num_classes=ctx.protocol.num_classes,
+        image_shape=ctx.protocol.image_shape,
+        output=ctx.output,
+        budget=s.budget,
+        target_key=served_target_key(ctx.target_keys[_target_label(defense)], ctx.output),
+        seed=s.seed,
+    )
+    result = run_isolated(
+        attack,
+        service,
+        public=ctx.protocol.public,
+        labels=_labels(s, ctx.protocol),
+        per_label=s.per_label,
+        seed=s.seed,
+        cache_root=ctx.cache.root,
+        cache_owner=f"attack-{attack.name}",
+        device=str(ctx.device),
+        quiet=ctx.quiet,
+    )
+    attack.prepare_queries_ = result.prepare_queries
+    t_prepare = float(result.timings.get("prepare", 0.0))
+    t_invert = float(result.timings.get("invert", 0.0))
+    cell = f"{method_label(defense)} x {method_label(attack)}"
+    for key, dt in ((f"prepare {method_label(attack)}", t_prepare), (f"invert {cell}", t_invert)):
+        ctx.timings[key] = round(ctx.timings.get(key, 0.0) + dt, 3)
+    return result.reconstruction, t_prepare, t_invert
+
+
+def _execute(
+    ctx: RunContext,
+    defense: Defense,
+    attack: Attack,
+    cspec: dict[str, Any],
+    key: str,
+    t0: float,
+) -> dict[str, Any]:
+    s = ctx.spec
+    model, acc = run_target(ctx, defense)
+    judges = run_judges(ctx)
+    refs = _references(ctx, defense, model)
+
+    if attack.access == "white-box":
+        rec, t_prepare, t_invert = _run_white_box(ctx, defense, attack, model)
+    else:
+        rec, t_prepare, t_invert = _run_query_only(ctx, defense, attack, model)
+    cell = f"{method_label(defense)} x {method_label(attack)}"
     t1 = time.perf_counter()
     judgement = judge(rec, judges)
     t_metrics = _timed(ctx, f"metrics {cell}", t1)

@@ -134,6 +134,25 @@ class VIBClassifier(nn.Module):
         logp = torch.log_softmax(self.head(z), dim=-1).view(n, s, *mu.shape[:1], -1)
         return torch.logsumexp(logp, dim=1) - torch.log(torch.tensor(float(s)))
 
+    def predict_seeded(self, x: Tensor, seeds: Tensor) -> Tensor:
+        """Eval-time logits with row ``i``'s code drawn from a generator seeded ``seeds[i]``.
+
+        Distributed as :meth:`forward` in eval mode, but an image's answer depends only on
+        its own seed, not on the batch it is in: what a served target answers
+        (:mod:`invbench.serving.service` seeds each query by a hash of the image). One
+        backbone pass; ``samples == 0`` gives the mean code's logits.
+        """
+        mu, std = self.encode(x)
+        if self.samples == 0:
+            return self.head(mu)  # type: ignore[no-any-return]
+        gen = torch.Generator()
+        eps = torch.stack([
+            torch.randn((self.samples, self.k), generator=gen.manual_seed(int(s)))
+            for s in seeds.tolist()
+        ], dim=1).to(std.device, std.dtype)  # (S, B, k)
+        logp = torch.log_softmax(self.head(mu.unsqueeze(0) + std.unsqueeze(0) * eps), dim=-1)
+        return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(self.samples)))
+
 
 def gaussian_kl(mu: Tensor, std: Tensor) -> Tensor:
     """KL(N(mu, diag std^2) || N(0, I)): summed over the code, averaged over the batch."""

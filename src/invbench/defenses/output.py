@@ -31,8 +31,12 @@ class OutputProcessing(Configurable):
 
     kind: ClassVar[str] = "output"
 
-    def __call__(self, probs: Tensor) -> Tensor:
-        """The processed probability vectors (same shape)."""
+    def __call__(self, probs: Tensor, *, seeds: Tensor | None = None) -> Tensor:
+        """The processed probability vectors (same shape).
+
+        ``seeds`` (N,) int64, one per query (:func:`invbench.serving.service.query_seeds`),
+        key any randomness, so an image's answer does not depend on the batch it came in.
+        """
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -55,7 +59,7 @@ class TopK(OutputProcessing):
 
         k: int = Field(1, ge=1, description="probabilities kept (the largest)")
 
-    def __call__(self, probs: Tensor) -> Tensor:
+    def __call__(self, probs: Tensor, *, seeds: Tensor | None = None) -> Tensor:
         """Zero every probability but the ``k`` largest of each row."""
         vals, idx = probs.topk(min(self.params.k, probs.shape[1]), dim=1)
         return torch.zeros_like(probs).scatter(1, idx, vals)
@@ -75,7 +79,7 @@ class Round(OutputProcessing):
 
         decimals: int = Field(2, ge=0, le=8, description="decimal places kept")
 
-    def __call__(self, probs: Tensor) -> Tensor:
+    def __call__(self, probs: Tensor, *, seeds: Tensor | None = None) -> Tensor:
         """Round every probability to ``decimals`` places."""
         return torch.round(probs, decimals=self.params.decimals)
 
@@ -85,9 +89,11 @@ class Noise(OutputProcessing):
     """Noise: add Gaussian noise to the probabilities, clip at 0 and renormalise.
 
     Perturbing the confidence vector degrades the gradient signal a query-based inversion
-    estimates (e.g. the output-perturbation baselines MIBench compares). The noise is drawn
-    from a generator seeded with ``seed`` and advanced with every query, so a run is
-    reproducible; an image's answer depends on its position in the stream of queries.
+    estimates (e.g. the output-perturbation baselines MIBench compares). Each query's noise
+    is drawn from a generator seeded with ``seed`` and the query's own seed (a hash of the
+    image, given by the serving side), so a run is reproducible, an image's answer does not
+    depend on the batch it is asked in, and asking the same image again returns the same
+    answer (the noise cannot be averaged away by repetition).
     Threat model: black-box and label-only queries (the top-1 label may change).
     """
 
@@ -97,19 +103,20 @@ class Noise(OutputProcessing):
         std: float = Field(0.01, gt=0.0, le=1.0, description="standard deviation of the noise")
         seed: int = Field(0, ge=0, description="seed of the noise stream")
 
-    def __init__(self, **params: object) -> None:
-        super().__init__(**params)
-        self._generator: torch.Generator | None = None
+    def __call__(self, probs: Tensor, *, seeds: Tensor | None = None) -> Tensor:
+        """``probs + N(0, std^2)``, clipped at 0, rows renormalised to sum to 1.
 
-    def __call__(self, probs: Tensor) -> Tensor:
-        """``probs + N(0, std^2)``, clipped at 0, rows renormalised to sum to 1."""
-        gen = self._generator
-        if gen is None or gen.device != probs.device:
-            gen = torch.Generator(device=probs.device).manual_seed(self.params.seed)
-            self._generator = gen
-        noisy = probs + self.params.std * torch.randn(
-            probs.shape, generator=gen, device=probs.device, dtype=probs.dtype
-        )
+        Row ``i``'s noise is drawn from a generator seeded with ``seed`` and ``seeds[i]``
+        (the query's seed; the row's index when ``seeds`` is None).
+        """
+        n, k = probs.shape
+        rows = list(range(n)) if seeds is None else [int(s) for s in seeds.tolist()]
+        gen = torch.Generator()
+        noise = torch.empty((n, k), dtype=torch.float32)
+        for i, row_seed in enumerate(rows):
+            gen.manual_seed((self.params.seed * 1_000_003 + row_seed) % (2**63))
+            noise[i] = torch.randn(k, generator=gen)
+        noisy = probs + self.params.std * noise.to(probs.device, probs.dtype)
         noisy = noisy.clamp_min(0.0)
         total = noisy.sum(dim=1, keepdim=True)
         uniform = torch.full_like(noisy, 1.0 / noisy.shape[1])
