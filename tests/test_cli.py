@@ -421,3 +421,77 @@ def test_analyze_fisher_without_a_stored_cell(first_run, capsys):
     code, _, err = _run(capsys, _fisher_argv(out, "--defense", "none",
                                              "--attack", "mi-face:steps=7"))
     assert code == 2 and "no finished cell none x mi-face(steps=7)" in err
+
+
+@pytest.fixture
+def random_search():
+    """The test-only black-box attack, registered for the duration of one test."""
+    from _probe_attacks import RandomSearch
+
+    from invbench.registry import ATTACKS
+
+    ATTACKS.register("random-search")(RandomSearch)
+    yield RandomSearch
+    ATTACKS._items.pop("random-search", None)
+
+
+def test_a_black_box_cell_runs_its_attack_behind_the_barrier(first_run, capsys,
+                                                             random_search):
+    """The runner serves the target to the attack's worker: queries counted on its side."""
+    out = first_run[0]
+    code, stdout, _ = _run(capsys, [
+        "run", "--json", "-q", "--config", str(out / "fast.yaml"), "--out", str(out),
+        "--epochs", "6", "--per-label", "2", "--defense", "mid:beta=0.01",
+        "--attack", "random-search:tries=5", "--output", "top-k:k=1", "--budget", "1000",
+    ])
+    assert code == 0
+    (row,) = json.loads(stdout)
+    assert row["status"] == "done" and row["queries"] == 5 * 5 * 2  # 5 labels x 2 x 5 tries
+    assert row["prepare_queries"] == 0 and set(row["references"]) == {
+        "private_test", "noise", "adversarial"}
+    code, _, err = _run(capsys, [
+        "run", "-q", "--config", str(out / "fast.yaml"), "--out", str(out), "--epochs", "6",
+        "--per-label", "2", "--defense", "none", "--attack", "random-search:tries=7",
+        "--budget", "20",
+    ])
+    assert code == 1 and "budget of 20 exceeded (0 used, 70 more asked)" in err
+
+
+def test_serve_and_run_against_the_endpoint(first_run, capsys, random_search):
+    """`invbench serve` in another process; `invbench run --target-url` attacks it."""
+    import signal
+    import subprocess
+    import sys
+
+    out = first_run[0]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invbench.cli", "serve", "--config", str(out / "fast.yaml"),
+         "--out", str(out), "--epochs", "6", "--defense", "none", "--port", "0", "--json",
+         "-q", "--budget", "5000"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert info["url"].startswith("http://127.0.0.1:") and info["level"] == "black-box"
+        assert info["target"] == "none" and info["budget"] == 5000
+        code, stdout, _ = _run(capsys, [
+            "run", "--json", "-q", "--config", str(out / "fast.yaml"), "--out", str(out),
+            "--per-label", "2", "--target-url", info["url"],
+            "--attack", "random-search:tries=3",
+        ])
+        assert code == 0
+        (row,) = json.loads(stdout)
+        assert row["defense"] == "endpoint" and row["queries"] == 30
+        assert set(row["references"]) == {"private_test", "noise"}
+        assert any("no adversarial reference" in w for w in row["warnings"])
+        assert row["target_accuracy"] > 0.9  # the cached `none` target, through the endpoint
+        for argv, match in (
+            (["--attack", "mi-face"], "needs white-box access"),
+            (["--attack", "random-search", "--defense", "mid"], "drop 'defenses'"),
+        ):
+            code, _, err = _run(capsys, ["run", "-q", "--out", str(out), "--target-url",
+                                         info["url"], *argv])
+            assert code == 2 and match in err
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0

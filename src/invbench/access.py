@@ -209,9 +209,13 @@ class _QueryAccess(Access):
     def __init__(self, channel: Channel, *, device: torch.device | str | None = None) -> None:
         self._channel = channel
         info = self._call({}, {"op": "info"})
-        if info.get("level") != self.level:
+        #: the level the target is served at (label-only access to a black-box service
+        #: reads the top-1 of its answers)
+        self.served_level = str(info.get("level"))
+        if not (self.served_level == self.level
+                or (self.level == "label-only" and self.served_level == "black-box")):
             raise AccessError(
-                f"the target is served with {info.get('level')} access, not {self.level}"
+                f"the target is served with {self.served_level} access, not {self.level}"
             )
         super().__init__(
             num_classes=int(info["num_classes"]),  # type: ignore[call-overload]
@@ -306,6 +310,8 @@ class LabelOnly(_QueryAccess):
 
     def predict_label(self, x: Tensor) -> Tensor:
         """Top-1 labels (N,); counts N queries."""
+        if self.served_level == "black-box":
+            return self._answer(x, "probs").argmax(dim=1)
         return self._answer(x, "labels")
 
     __call__ = predict_label

@@ -132,6 +132,11 @@ def run(
         typer.Option(help="Output processing of query answers, NAME or NAME:key=value,... "
                      "(top-k, round, noise; black-box and label-only attacks only)."),
     ] = None,
+    target_url: Annotated[
+        str | None,
+        typer.Option(help="Attack this endpoint on this machine (`invbench serve`) instead of "
+                     "training targets; black-box and label-only attacks only."),
+    ] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     out: OutOpt = None,
@@ -158,6 +163,7 @@ def run(
     )
     fields["budget"] = budget
     fields["output"] = parse_method(output) if output else None
+    fields["target_url"] = target_url
     spec = _make_spec(config, fields)
     columns = _metric_columns(metrics)
     results = run_benchmark(spec, quiet=quiet)
@@ -193,7 +199,8 @@ def _make_spec(config: Path | None, fields: dict[str, Any]) -> Any:
 
     if config is None:
         return make_spec(**fields)
-    merged = load_spec(config).model_dump(exclude_none=True)
+    # only what the file sets: a default is not "given" (target_url refuses given defenses)
+    merged = load_spec(config).model_dump(exclude_none=True, exclude_unset=True)
     for key, value in fields.items():
         if value is None:
             continue
@@ -373,6 +380,116 @@ def analyze_fisher(
     acc = "" if report.target_accuracy is None else f", accuracy {report.target_accuracy:.1%}"
     _out.print(fisher_table(data, title=f"{report.target}{acc} x {report.attack}"))
     _out.print(f"plot: {path}", highlight=False)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    resolution: ResolutionOpt = None,
+    defense: Annotated[
+        list[str] | None,
+        typer.Option(help="The target to serve: one defense NAME or NAME:key=value,...; it "
+                     "comes from the run's cache (trained and cached if missing)."),
+    ] = None,
+    private_class: PrivateClassOpt = None,
+    public_class: PublicClassOpt = None,
+    max_per_class: MaxPerClassOpt = None,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    out: OutOpt = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Serve your own model instead: safetensors weights of an invbench "
+                     "classifier (with --arch; the dataset flags give its classes and shape)."),
+    ] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture of --model.")] = None,
+    level: Annotated[
+        str, typer.Option(help="What a query returns: black-box (probabilities) or label-only.")
+    ] = "black-box",
+    output: Annotated[
+        str | None,
+        typer.Option(help="Output processing of the answers, NAME or NAME:key=value,... "
+                     "(top-k, round, noise)."),
+    ] = None,
+    budget: Annotated[int | None, typer.Option(help="Most queries served in all.")] = None,
+    host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8765,
+    quiet: QuietOpt = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the endpoint's URL and info as one JSON line.")
+    ] = False,
+) -> None:
+    """Serve a target over HTTP on this machine until interrupted (Ctrl-C).
+
+    The endpoint answers invbench query messages (POST) with probabilities or labels after
+    the output processing, counts the queries and enforces --budget; GET / shows its info.
+    Attack it with `invbench run --target-url URL` or BlackBox(HttpChannel(URL)).
+    """
+    from invbench.bench.analyze import load_user_model, spec_protocol, spec_target
+    from invbench.config import build_method, check_device, parse_method
+    from invbench.errors import ConfigError
+    from invbench.serving.http import check_loopback_host, make_server, server_url
+    from invbench.serving.service import SERVED_LEVELS, TargetService
+
+    fields = _spec_fields(
+        dataset=dataset, data_dir=data_dir, resolution=resolution, defense=defense,
+        attack=None, label=None, private_class=private_class, public_class=public_class,
+        per_label=None, max_per_class=max_per_class, epochs=epochs, seed=seed,
+        device=device, out=out,
+    )
+    spec = _make_spec(config, fields)
+    if level not in SERVED_LEVELS:
+        raise ConfigError(f"--level must be one of {', '.join(SERVED_LEVELS)}, got '{level}'")
+    if (model is None) != (arch is None):
+        raise ConfigError("--model and --arch go together (e.g. --model w.safetensors "
+                          "--arch cnn-m)")
+    if model is not None and not model.is_file():
+        raise ConfigError(f"--model '{model}' is not a file")
+    if model is None and len(spec.defenses) != 1:
+        raise ConfigError(f"give exactly one --defense (the target to serve); the spec lists "
+                          f"{len(spec.defenses)}: {', '.join(m.label for m in spec.defenses)}")
+    if budget is not None and budget < 1:
+        raise ConfigError(f"--budget must be >= 1, got {budget}")
+    check_loopback_host(host)
+    processing = build_method("output", parse_method(output)) if output else None
+    if model is None:
+        build_method("defense", spec.defenses[0])
+    dev = check_device(spec.device)
+    protocol = spec_protocol(spec)
+    if model is not None:
+        assert arch is not None
+        target = load_user_model(model, arch, protocol).to(dev)
+        from invbench.access import model_fingerprint
+
+        label, key = f"{model.name} ({arch})", model_fingerprint(target)
+    else:
+        target, label, key = spec_target(spec, protocol, quiet=quiet)
+    from invbench.access import served_target_key
+
+    service = TargetService(
+        target, level=level, num_classes=protocol.num_classes,
+        image_shape=protocol.image_shape, output=processing,  # type: ignore[arg-type]
+        budget=budget, target_key=served_target_key(key, processing),  # type: ignore[arg-type]
+        seed=spec.seed,
+    )
+    server = make_server(service, host=host, port=port, quiet=quiet)
+    url = server_url(server)
+    if as_json:
+        sys.stdout.write(json.dumps({"url": url, "target": label, **service.info()}) + "\n")
+        sys.stdout.flush()
+    from invbench.progress import log
+
+    log(f"serving [bold]{label}[/] ({level}) at {url}  (Ctrl-C stops)", quiet=quiet)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        log(f"served {service.queries} queries", quiet=quiet)
 
 
 register_tabular(app)

@@ -176,6 +176,11 @@ class RunSpec(BaseModel):
         None,
         description="output processing of black-box/label-only answers (top-k, round, noise)",
     )
+    target_url: str | None = Field(
+        None,
+        description="attack this endpoint on this machine (invbench serve) instead of "
+        "training targets; black-box and label-only attacks only",
+    )
     seed: StrictInt = Field(0, ge=0, le=2**63 - 1)
     device: str = "cpu"
     out: Path = Path("runs")
@@ -312,6 +317,8 @@ def validate_spec(spec: RunSpec) -> RunSpec:
                 f"answers; attack '{white[0]}' needs white-box access, which reads the logits "
                 "directly (run it without --output)"
             )
+    if spec.target_url is not None:
+        _check_endpoint_spec(spec)
     if spec.labels is not None:
         if not spec.labels or min(spec.labels) < 0:
             raise ConfigError("labels: give non-negative target labels (e.g. 0 1 2)")
@@ -323,6 +330,27 @@ def validate_spec(spec: RunSpec) -> RunSpec:
     if spec.out.exists() and not spec.out.is_dir():
         raise ConfigError(f"out '{spec.out}' exists and is not a directory")
     return spec
+
+
+def _check_endpoint_spec(spec: RunSpec) -> None:
+    """A run against an endpoint: loopback URL, query-only attacks, nothing to train."""
+    from invbench.serving.channels import check_loopback_url
+
+    check_loopback_url(spec.target_url or "")
+    white = [m.label for m in spec.attacks if ATTACKS.get(m.name).access == "white-box"]
+    if white:
+        raise ConfigError(
+            f"target_url: attack '{white[0]}' needs white-box access; an endpoint answers "
+            "queries only (use black-box or label-only attacks)"
+        )
+    for field, why in (
+        ("defenses", "the endpoint is the target; serve a defended target with "
+                     "`invbench serve --defense ...`"),
+        ("output", "the endpoint applies its own output processing (`invbench serve --output`)"),
+        ("budget", "the endpoint enforces its own budget (`invbench serve --budget`)"),
+    ):
+        if field in spec.model_fields_set and getattr(spec, field) is not None:
+            raise ConfigError(f"target_url: drop '{field}': {why}")
 
 
 def _check_evaluators(ev: EvaluatorSpec) -> None:

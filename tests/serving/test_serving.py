@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import torch
-from probe_attack import PeekAtTarget, RandomSearch
+from _probe_attacks import PeekAtTarget, RandomSearch
 
 from invbench.access import BlackBox, LabelOnly, model_fingerprint
 from invbench.cache import Cache
@@ -60,8 +60,11 @@ def test_label_only_answers_the_top1_of_the_processed_probabilities(digits_targe
         assert torch.equal(labels, digits_target(x).argmax(1))
     probs = BlackBox(LocalChannel(_service(digits_target, output=TopK(k=1)))).predict_proba(x)
     assert ((probs > 0).sum(1) == 1).all()
-    with pytest.raises(AccessError, match="served with black-box access, not label-only"):
-        LabelOnly(LocalChannel(_service(digits_target)))
+    with pytest.raises(AccessError, match="served with label-only access, not black-box"):
+        BlackBox(LocalChannel(_service(digits_target, level="label-only")))
+    # label-only access to a probability endpoint reads the top-1 of its answers
+    reader = LabelOnly(LocalChannel(_service(digits_target)))
+    assert torch.equal(reader.predict_label(x), labels) and reader.queries == 20
     with pytest.raises(AccessError, match="white-box attacker needs the module"):
         _service(digits_target, level="white-box")
 

@@ -1,4 +1,4 @@
-"""``invbench analyze``: analyses of a benchmark's targets next to its stored reconstructions.
+"""``invbench analyze`` and ``invbench serve``: a run's targets outside the run.
 
 :func:`fisher_for_cell` finds one (defense, attack) cell of a run spec — its target in the
 run's cache (trained and cached if it is not there yet, exactly as ``invbench run`` would) and
@@ -187,6 +187,44 @@ def _stored_reconstructions(ctx: RunContext, defense: Any, attack: Any) -> Path:
     return path
 
 
+def spec_protocol(spec: RunSpec) -> Protocol:
+    """The protocol a run spec describes (dataset, classes, split, seed)."""
+    return load_protocol(
+        spec.dataset,
+        data_dir=spec.data_dir,
+        resolution=spec.resolution,
+        private_classes=spec.protocol.private_classes,
+        public_classes=spec.protocol.public_classes,
+        test_fraction=spec.protocol.test_fraction,
+        max_per_class=spec.protocol.max_per_class,
+        seed=spec.seed,
+    )
+
+
+def spec_target(
+    spec: RunSpec, protocol: Protocol, *, quiet: bool = False
+) -> tuple[nn.Module, str, str]:
+    """The target of the spec's one defense, from the run's cache under ``spec.out``.
+
+    Trained and cached first if it is not there (exactly as ``invbench run`` would, and
+    logged). Returns ``(model in eval mode on the spec's device, label, cache key)``; a
+    stochastic target is reseeded with the spec's seed.
+    """
+    device = check_device(spec.device)
+    defense = build_method("defense", spec.defenses[0])
+    cache = Cache(spec.out / "cache")
+    model = defense.train(  # type: ignore[attr-defined]
+        protocol, config=spec.train, seed=spec.seed, device=device, quiet=quiet, cache=cache,
+    )
+    label = method_label(defense)  # type: ignore[arg-type]
+    if not defense.train_hit_:  # type: ignore[attr-defined]
+        log(f"target [bold]{label}[/] was not in the cache: trained and cached", quiet=quiet)
+    key = cache.key(defense.cache_parts(protocol, spec.train, spec.seed))  # type: ignore[attr-defined]
+    model = model.to(device).eval()
+    reseed(model, spec.seed)
+    return model, label, key
+
+
 def fisher_for_cell(
     spec: RunSpec,
     *,
@@ -203,51 +241,34 @@ def fisher_for_cell(
     reconstructions of that target or the file ``reconstructions``; the classification task
     is ``samples`` private training images per class. Call :func:`check_fisher_inputs` first.
     """
-    device = check_device(spec.device)
-    protocol = load_protocol(
-        spec.dataset,
-        data_dir=spec.data_dir,
-        resolution=spec.resolution,
-        private_classes=spec.protocol.private_classes,
-        public_classes=spec.protocol.public_classes,
-        test_fraction=spec.protocol.test_fraction,
-        max_per_class=spec.protocol.max_per_class,
-        seed=spec.seed,
-    )
-    accuracy: float | None = None
-    if model_file is not None:
-        assert arch is not None and reconstructions is not None
-        model = load_user_model(model_file, arch, protocol)
-        target, attack_label, rec_path = f"{model_file.name} ({arch})", "-", reconstructions
-    else:
-        from invbench.metrics import target_accuracy
+    from invbench.metrics import target_accuracy
 
-        defense = build_method("defense", spec.defenses[0])
+    device = check_device(spec.device)
+    protocol = spec_protocol(spec)
+    accuracy: float | None = None
+    attack_label = "-"
+    rec_path = reconstructions
+    if rec_path is None:
         store_path = spec.out / "invbench.sqlite"
-        rec_path = reconstructions  # type: ignore[assignment]
-        attack_label = "-"
-        if rec_path is None:
-            if not store_path.is_file():
-                raise ConfigError(f"no store at '{store_path}': run `invbench run` first, or "
-                                  "give --reconstructions FILE")
-            attack = build_method("attack", spec.attacks[0])
-            store = Store(store_path)
-            try:
-                ctx = RunContext(spec=spec, protocol=protocol, device=device,
-                                 cache=Cache(spec.out / "cache"), store=store, quiet=quiet)
-                rec_path = _stored_reconstructions(ctx, defense, attack)
-            finally:
-                store.close()
-            attack_label = method_label(attack)  # type: ignore[arg-type]
-        model = defense.train(  # type: ignore[attr-defined]
-            protocol, config=spec.train, seed=spec.seed, device=device, quiet=quiet,
-            cache=Cache(spec.out / "cache"),
-        )
-        target = method_label(defense)  # type: ignore[arg-type]
-        if not defense.train_hit_:  # type: ignore[attr-defined]
-            log(f"target [bold]{target}[/] was not in the cache: trained and cached", quiet=quiet)
-        model = model.to(device).eval()
-        reseed(model, spec.seed)
+        if not store_path.is_file():
+            raise ConfigError(f"no store at '{store_path}': run `invbench run` first, or "
+                              "give --reconstructions FILE")
+        defense = build_method("defense", spec.defenses[0])
+        attack = build_method("attack", spec.attacks[0])
+        store = Store(store_path)
+        try:
+            ctx = RunContext(spec=spec, protocol=protocol, device=device,
+                             cache=Cache(spec.out / "cache"), store=store, quiet=quiet)
+            rec_path = _stored_reconstructions(ctx, defense, attack)
+        finally:
+            store.close()
+        attack_label = method_label(attack)  # type: ignore[arg-type]
+    if model_file is not None:
+        assert arch is not None
+        model = load_user_model(model_file, arch, protocol).to(device)
+        target = f"{model_file.name} ({arch})"
+    else:
+        model, target, _ = spec_target(spec, protocol, quiet=quiet)
         accuracy = target_accuracy(model, protocol.private_test, device=device)
     rec_x, rec_y = load_reconstructions(rec_path, protocol)
     priv_x, priv_y = private_sample(protocol, samples, spec.seed)

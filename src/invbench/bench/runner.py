@@ -82,6 +82,62 @@ class RunContext:
     output: OutputProcessing | None = None
 
 
+class EndpointTarget:
+    """The target of a run against an endpoint (``target_url``): queries, no module.
+
+    Stands where a defense stands in a cell (``name``, ``get_params``, ``report_``): its
+    parameters are the URL and the target identity the endpoint reports, so the store keys a
+    cell by what was attacked. Built by :func:`run_benchmark`, which checks the endpoint's
+    classes and image shape against the protocol before any work.
+    """
+
+    name = "endpoint"
+
+    def __init__(self, url: str) -> None:
+        from invbench.serving.channels import HttpChannel
+        from invbench.serving.codec import decode, encode
+        from invbench.serving.service import raise_if_error
+
+        self.url = url
+        _, info = decode(HttpChannel(url).request(encode({}, {"op": "info"})))
+        raise_if_error(info)
+        self.info = info
+        self.report_: dict[str, Any] = {}
+
+    def get_params(self) -> dict[str, Any]:
+        """What identifies the attacked target: the URL and the endpoint's target key."""
+        return {"url": self.url, "target_key": self.info.get("target_key"),
+                "level": self.info.get("level")}
+
+    def label(self) -> str:
+        """``endpoint(URL)``."""
+        return f"endpoint({self.url})"
+
+    def access(self, level: str) -> Any:
+        """A fresh query-only access of ``level`` to the endpoint."""
+        from invbench.access import BlackBox, LabelOnly
+        from invbench.serving.channels import HttpChannel
+
+        cls = {"black-box": BlackBox, "label-only": LabelOnly}[level]
+        return cls(HttpChannel(self.url))
+
+    def check(self, protocol: Protocol, attacks: list[Attack]) -> None:
+        """The endpoint fits the protocol and answers what every attack needs."""
+        shape = tuple(self.info.get("image_shape", ()))
+        k = self.info.get("num_classes")
+        if shape != tuple(protocol.image_shape) or k != protocol.num_classes:
+            raise ConfigError(
+                f"target_url '{self.url}' serves {k} classes of {shape} images; the protocol "
+                f"has {protocol.num_classes} classes of {tuple(protocol.image_shape)}"
+            )
+        for a in attacks:
+            if a.access == "black-box" and self.info.get("level") != "black-box":
+                raise ConfigError(
+                    f"target_url '{self.url}' answers labels only; attack '{a.name}' needs "
+                    "probabilities (serve with --level black-box)"
+                )
+
+
 def _labels(spec: RunSpec, protocol: Protocol) -> list[int]:
     labels = spec.labels if spec.labels is not None else list(range(protocol.num_classes))
     bad = [v for v in labels if v >= protocol.num_classes]
@@ -120,8 +176,10 @@ def cell_spec(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, An
     }
 
 
-def method_label(method: Defense | Attack) -> str:
+def method_label(method: Defense | Attack | EndpointTarget) -> str:
     """``mid(beta=0.1)``: the name and only the parameters that differ from their defaults."""
+    if isinstance(method, EndpointTarget):
+        return method.label()
     fields = type(method).Params.model_fields
     changed = {k: v for k, v in method.get_params().items() if v != fields[k].default}
     if not changed:
@@ -178,6 +236,15 @@ def run_target(ctx: RunContext, defense: Defense) -> tuple[nn.Module, float]:
         return ctx.targets[label]
     s = ctx.spec
     t0 = time.perf_counter()
+    if isinstance(defense, EndpointTarget):
+        # utility costs the endpoint one query per held-out private image
+        answers = defense.access("label-only").predict_label(ctx.protocol.private_test.x)
+        acc = float((answers.cpu() == ctx.protocol.private_test.y).float().mean())
+        ctx.target_keys[label] = str(defense.info.get("target_key") or defense.url)
+        log(f"target [bold]{defense.label()}[/] private-test accuracy {acc:.1%} "
+            f"({len(answers)} queries)", quiet=ctx.quiet)
+        ctx.targets[label] = (None, acc)  # type: ignore[assignment]
+        return ctx.targets[label]
     model = defense.train(
         ctx.protocol, config=s.train, seed=s.seed, device=ctx.device, quiet=ctx.quiet,
         cache=ctx.cache,
@@ -233,6 +300,11 @@ def _references(ctx: RunContext, defense: Defense, model: nn.Module) -> dict[str
         )
         out["private_test"] = judge(real, judges)
         out["noise"] = judge(noise_reference(p, labels, per_class=per_class, seed=s.seed), judges)
+    if model is None:  # an endpoint: no gradients to make adversarial noise with
+        log(f"[yellow]no adversarial reference for {method_label(defense)}:[/] the target "
+            "is an endpoint (no gradients)", quiet=ctx.quiet)
+        ctx.references[label] = out
+        return out
     a = s.references.adversarial
     adv = adversarial_reference(
         p, labels, model, per_class=per_class, seed=s.seed, eps=a.eps, steps=a.steps,
@@ -440,6 +512,28 @@ def _run_query_only(
     return result.reconstruction, t_prepare, t_invert
 
 
+def _run_against_endpoint(
+    ctx: RunContext, endpoint: EndpointTarget, attack: Attack
+) -> tuple[Reconstruction, float, float]:
+    """Prepare and invert a query-only attack against an endpoint, in this process.
+
+    This process holds no module of the target (only its URL), so no worker is needed; the
+    endpoint counts the queries and enforces its own budget.
+    """
+    s = ctx.spec
+    access = endpoint.access(attack.access)
+    t1 = time.perf_counter()
+    torch.manual_seed(s.seed)
+    attack.prepare(ctx.protocol.public, access=access,
+                   cache=ctx.cache.view(f"attack-{attack.name}"), seed=s.seed, quiet=ctx.quiet)
+    t_prepare = _timed(ctx, f"prepare {method_label(attack)}", t1)
+    t1 = time.perf_counter()
+    torch.manual_seed(s.seed)
+    rec = attack.invert(access, _labels(s, ctx.protocol), s.per_label, seed=s.seed, quiet=ctx.quiet)
+    t_invert = _timed(ctx, f"invert {endpoint.label()} x {method_label(attack)}", t1)
+    return rec, t_prepare, t_invert
+
+
 def _execute(
     ctx: RunContext,
     defense: Defense,
@@ -453,7 +547,9 @@ def _execute(
     judges = run_judges(ctx)
     refs = _references(ctx, defense, model)
 
-    if attack.access == "white-box":
+    if isinstance(defense, EndpointTarget):
+        rec, t_prepare, t_invert = _run_against_endpoint(ctx, defense, attack)
+    elif attack.access == "white-box":
         rec, t_prepare, t_invert = _run_white_box(ctx, defense, attack, model)
     else:
         rec, t_prepare, t_invert = _run_query_only(ctx, defense, attack, model)
@@ -461,8 +557,11 @@ def _execute(
     t1 = time.perf_counter()
     judgement = judge(rec, judges)
     t_metrics = _timed(ctx, f"metrics {cell}", t1)
-    ref_scores = {name: refs[name].scores for name in REFERENCES}
+    ref_scores = {name: refs[name].scores for name in REFERENCES if name in refs}
     warnings = fooled_warnings(ref_scores)
+    if "adversarial" not in refs:
+        warnings.append("no adversarial reference: the target is an endpoint (no gradients), "
+                        "so whether a rate metric is fooled is unchecked")
     seconds = time.perf_counter() - t0
     name = f"{defense.name}-{attack.name}-{key[:10]}"
     artifacts = _save_artifacts(ctx, rec, judgement.per_image, name)
@@ -488,7 +587,7 @@ def _execute(
         "evaluator_accuracy": {ev.name: ev.accuracy for ev in judges.ensemble},
         "metrics": metrics,
         "references": ref_scores,
-        "reference_sizes": {name: refs[name].n for name in REFERENCES},
+        "reference_sizes": {name: refs[name].n for name in REFERENCES if name in refs},
         "warnings": warnings,
         "queries": rec.queries,
         "prepare_queries": attack.prepare_queries_,
@@ -530,8 +629,10 @@ def run_benchmark(
     """
     t0 = time.perf_counter()
     device = check_device(spec.device)
-    defenses = [build_method("defense", m) for m in spec.defenses]
     attacks = [build_method("attack", m) for m in spec.attacks]
+    endpoint = EndpointTarget(spec.target_url) if spec.target_url is not None else None
+    defenses = ([endpoint] if endpoint is not None
+                else [build_method("defense", m) for m in spec.defenses])
     protocol = load_protocol(
         spec.dataset,
         data_dir=spec.data_dir,
@@ -542,7 +643,11 @@ def run_benchmark(
         max_per_class=spec.protocol.max_per_class,
         seed=spec.seed,
     )
-    check_against_protocol(spec, protocol, defenses, attacks)  # type: ignore[arg-type]
+    if endpoint is not None:
+        endpoint.check(protocol, attacks)  # type: ignore[arg-type]
+        check_against_protocol(spec, protocol, [], attacks)  # type: ignore[arg-type]
+    else:
+        check_against_protocol(spec, protocol, defenses, attacks)  # type: ignore[arg-type]
     log(
         f"protocol [bold]{protocol.dataset}[/]: {protocol.num_classes} private classes "
         f"{list(protocol.private_classes)}, {len(protocol.private_train)} train / "

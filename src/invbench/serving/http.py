@@ -26,7 +26,8 @@ from invbench.serving.codec import MAX_MESSAGE_BYTES, encode
 from invbench.serving.service import TargetService
 
 
-def _check_loopback_host(host: str) -> str:
+def check_loopback_host(host: str) -> str:
+    """``host`` as an address to bind if it is loopback (``localhost`` -> 127.0.0.1)."""
     if host == "localhost":
         return "127.0.0.1"
     try:
@@ -45,7 +46,7 @@ def make_server(
 
     Call ``serve_forever()`` on it (and ``shutdown()`` from another thread to stop).
     """
-    host = _check_loopback_host(host)
+    host = check_loopback_host(host)
     if not 0 <= int(port) <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {port}")
 

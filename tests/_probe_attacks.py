@@ -1,4 +1,4 @@
-"""A minimal black-box attack for the serving tests (importable by the spawned worker)."""
+"""Minimal query-only attacks for the serving tests (importable by the spawned worker)."""
 
 from __future__ import annotations
 
