@@ -122,7 +122,7 @@ def main() -> int:
             access = make_access(attack.access, model, num_classes=protocol.num_classes,
                                  image_shape=protocol.image_shape,
                                  target_key=target_key)
-            cached = ctx.cache.view(f"attack-{attack.name}")
+            cached = ctx.cache.view(attack.cache_owner())
             t0 = time.perf_counter()
             torch.manual_seed(spec.seed)
             reseed(model, spec.seed)

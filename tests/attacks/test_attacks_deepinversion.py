@@ -105,7 +105,7 @@ def test_refuses_a_target_without_batchnorm() -> None:
 
 @pytest.mark.parametrize("level", [BlackBox, LabelOnly])
 def test_refuses_weaker_access(digits_target: nn.Module, level) -> None:
-    access = level(digits_target, num_classes=K, image_shape=SHAPE)
+    access = level.local(digits_target, num_classes=K, image_shape=SHAPE)
     with pytest.raises(AccessError):
         DeepInversion(iterations=2).invert(access, [0], seed=0)
 

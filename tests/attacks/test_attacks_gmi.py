@@ -188,7 +188,7 @@ def test_prior_queries_no_target_so_its_entry_is_shared_and_frozen(setup, tmp_pa
 @pytest.mark.parametrize("level", [BlackBox, LabelOnly])
 def test_refuses_weaker_access(setup, level) -> None:
     _, target, _, attack, _ = setup
-    access = level(target, num_classes=K, image_shape=SHAPE)
+    access = level.local(target, num_classes=K, image_shape=SHAPE)
     with pytest.raises(AccessError, match="needs white-box access"):
         attack.invert(access, [0], seed=0)
     assert access.queries == 0

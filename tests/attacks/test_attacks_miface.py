@@ -160,7 +160,7 @@ def test_beta_stops_stalled_images(setup) -> None:
 @pytest.mark.parametrize("level", [BlackBox, LabelOnly])
 def test_refuses_weaker_access(setup, level) -> None:
     _, target, _ = setup
-    access = level(target, num_classes=K, image_shape=SHAPE)
+    access = level.local(target, num_classes=K, image_shape=SHAPE)
     with pytest.raises(AccessError, match="needs white-box access"):
         MIFace(steps=5).invert(access, [0], seed=0)
     assert access.queries == 0

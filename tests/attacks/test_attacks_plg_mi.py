@@ -200,7 +200,7 @@ def test_invert_before_prepare_is_a_config_error(setup) -> None:
 @pytest.mark.parametrize("level", [BlackBox, LabelOnly])
 def test_refuses_weaker_access(setup, level) -> None:
     proto, target, attack, _ = setup
-    access = level(target, num_classes=K, image_shape=SHAPE)
+    access = level.local(target, num_classes=K, image_shape=SHAPE)
     with pytest.raises(AccessError, match="needs white-box access"):
         attack.invert(access, [0], seed=0)
     with pytest.raises(AccessError, match="needs white-box access"):

@@ -65,8 +65,16 @@ class Attack(Configurable):
     #: statistics and KEDMI's per-label distributions are per batch)
     CHUNKS: ClassVar[str | None] = None
 
+    #: the cache view the runner hands :meth:`prepare` (``None``: ``attack-<name>``); attacks
+    #: sharing a prior that never saw the target share a view (``prior-wgan-gp``)
+    CACHE_OWNER: ClassVar[str | None] = None
+
     #: target queries spent by the last :meth:`prepare` (from the cache's record when loaded)
     prepare_queries_: int = 0
+
+    def cache_owner(self) -> str:
+        """The name of the cache view this attack's entries live in."""
+        return self.CACHE_OWNER or f"attack-{self.name}"
 
     def check(self, *, image_shape: tuple[int, int, int]) -> None:
         """Raise a one-line :class:`ConfigError` if the attack cannot run on ``image_shape``.

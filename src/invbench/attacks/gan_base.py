@@ -58,7 +58,7 @@ class GANPriorParams(LommaParams, ChunkParams):
 
 
 class GANPriorAttack(Attack):
-    """Base of white-box attacks that search the latent space of a GAN learned in prepare.
+    """Base of attacks that search the latent space of a GAN learned in prepare.
 
     Not registered itself; see :class:`~invbench.attacks.gmi.GMI`,
     :class:`~invbench.attacks.kedmi.KEDMI` and :class:`~invbench.attacks.plg_mi.PLGMI`.
@@ -225,13 +225,12 @@ class GANPriorAttack(Attack):
     def prior(self, access: Access) -> dict[str, nn.Module]:
         """The prepared prior on ``access.device`` in eval mode, after invert's checks.
 
-        Raises :class:`AccessError` without white-box access, :class:`ConfigError` before
+        Raises :class:`AccessError` below the attack's access level, :class:`ConfigError` before
         :meth:`prepare`, :class:`DataError` when the prior's images do not fit the target.
         """
-        if not isinstance(access, WhiteBox):
+        if not Access.allows(access.level, self.access):
             raise AccessError(
-                f"attack '{self.name}' needs white-box access (input gradients), "
-                f"got {access.level}"
+                f"attack '{self.name}' needs {self.access} access, got {access.level}"
             )
         if self.prior_modules_ is None:
             raise ConfigError(
@@ -264,3 +263,72 @@ class GANPriorAttack(Attack):
         return aug.identity(self._identity, images, labels, logits) + aug.feature_reg(
             access, images, features=feats
         )
+
+
+#: parameters that determine the public WGAN-GP prior (and so its cache key)
+WGAN_PRIOR_PARAMS: tuple[str, ...] = (
+    "latent_dim", "gan_steps", "gan_batch_size", "gan_lr", "n_critic", "gp_weight",
+)
+
+
+class WGANPriorParams(GANPriorParams):
+    """The public WGAN-GP prior's hyperparameters (GMI's; shared by every attack using it)."""
+
+    gan_steps: int = Field(1000, ge=1, description="WGAN-GP generator steps on the public data")
+    n_critic: int = Field(5, ge=1, description="critic steps per generator step (paper: 5)")
+    gp_weight: float = Field(10.0, ge=0, description="WGAN-GP gradient penalty weight")
+
+
+class WGANPriorAttack(GANPriorAttack):
+    """Base of attacks whose prior is GMI's WGAN-GP trained on the public data alone.
+
+    The prior never queries the target, so one trained prior serves every target and every
+    attack of this family: its cache entry lives in the shared view ``prior-wgan-gp`` under
+    a key without the attack's name (the public data, image shape, the parameters in
+    :data:`WGAN_PRIOR_PARAMS` and the seed). GMI (white-box) and the black-box and
+    label-only latent searches (Mirror, BREP-MI, RLB-MI, C2FMI) subclass it and implement
+    only their search in ``_invert`` (``self.prior(access)`` gives the frozen
+    ``generator`` and ``discriminator``).
+    """
+
+    PRIOR_KIND: ClassVar[str] = "wgan-gp"
+    PRIOR_PARAMS: ClassVar[tuple[str, ...]] = WGAN_PRIOR_PARAMS
+    USES_TARGET: ClassVar[bool] = False
+    CACHE_OWNER: ClassVar[str | None] = "prior-wgan-gp"
+
+    Params = WGANPriorParams
+
+    def cache_parts(self) -> dict[str, object]:
+        """The prior's hyperparameters, without the attack's name (the prior is shared)."""
+        values = self.get_params()
+        return {"prior": self.PRIOR_KIND, **{k: values[k] for k in self.PRIOR_PARAMS}}
+
+    def build_prior(
+        self, image_shape: tuple[int, int, int], *, num_classes: int
+    ) -> dict[str, nn.Module]:
+        """An untrained DCGAN generator and WGAN-GP critic (:func:`invbench.models.make_gan`)."""
+        from invbench.models import make_gan
+
+        generator, critic = make_gan(image_shape, latent_dim=self.params.latent_dim)
+        return {"generator": generator, "discriminator": critic}
+
+    def train_prior(
+        self,
+        modules: dict[str, nn.Module],
+        public: Split,
+        *,
+        access: Access,
+        seed: int,
+        quiet: bool,
+    ) -> dict[str, Any]:
+        """WGAN-GP on the public images only: the target is never queried (a shared prior)."""
+        from invbench.training import train_wgan_gp
+
+        p = self.params
+        losses = train_wgan_gp(
+            modules["generator"], modules["discriminator"], public.x, steps=p.gan_steps,
+            batch_size=p.gan_batch_size, lr=p.gan_lr, n_critic=p.n_critic,
+            gp_weight=p.gp_weight, seed=int(seed), device=access.device, quiet=quiet,
+            desc=f"{self.name}: train GAN prior",
+        )
+        return {"losses": {k: float(v) for k, v in losses.items()}}

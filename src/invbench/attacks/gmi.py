@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 
 from invbench.access import Access
 from invbench.attacks.base import Reconstruction
@@ -17,22 +17,15 @@ from invbench.attacks.components import (
     select_best,
     target_confidence,
 )
-from invbench.attacks.gan_base import GANPriorAttack, GANPriorParams
-from invbench.data.protocol import Split
+from invbench.attacks.gan_base import WGANPriorAttack, WGANPriorParams
 from invbench.progress import progress_bar
 from invbench.registry import register_attack
 
 #: progress-bar refresh interval in optimisation steps (the only host sync in the loop)
 LOG_EVERY = 50
 
-#: parameters that determine the GAN prior (and so its cache key); the rest only the search
-PRIOR_PARAMS: tuple[str, ...] = (
-    "latent_dim", "gan_steps", "gan_batch_size", "gan_lr", "n_critic", "gp_weight",
-)
-
-
 @register_attack("gmi")
-class GMI(GANPriorAttack):
+class GMI(WGANPriorAttack):
     """GMI: latent search in a GAN trained on public data (Zhang et al. 2020; white-box).
 
     Paper: Y. Zhang, R. Jia, H. Pei, W. Wang, B. Li, D. Song, "The Secret Revealer:
@@ -98,11 +91,7 @@ class GMI(GANPriorAttack):
         rec.images.shape  # torch.Size([6, 1, 8, 8])
     """
 
-    PRIOR_KIND: ClassVar[str] = "wgan-gp"
-    PRIOR_PARAMS: ClassVar[tuple[str, ...]] = PRIOR_PARAMS
-    USES_TARGET: ClassVar[bool] = False
-
-    class Params(GANPriorParams):
+    class Params(WGANPriorParams):
         """GMI's hyperparameters (paper defaults noted in each description), plus LOMMA's."""
         iterations: int = Field(300, ge=1, description="latent optimisation steps (paper: 1500)")
         restarts: int = Field(5, ge=1, description="random starts per image, best kept (paper: 5)")
@@ -121,43 +110,6 @@ class GMI(GANPriorAttack):
         identity_loss: Literal["ce", "logit", "max-margin", "prob"] = Field(
             "ce", description="identity loss: 'ce' (paper), 'logit' (LOMMA), 'max-margin', 'prob'"
         )
-        gan_steps: int = Field(
-            1000, ge=1, description="WGAN-GP generator steps on the public data"
-        )
-        n_critic: int = Field(5, ge=1, description="critic steps per generator step (paper: 5)")
-        gp_weight: float = Field(10.0, ge=0, description="WGAN-GP gradient penalty weight")
-
-
-
-    def build_prior(
-        self, image_shape: tuple[int, int, int], *, num_classes: int
-    ) -> dict[str, nn.Module]:
-        """An untrained DCGAN generator and WGAN-GP critic (:func:`invbench.models.make_gan`)."""
-        from invbench.models import make_gan
-
-        generator, critic = make_gan(image_shape, latent_dim=self.params.latent_dim)
-        return {"generator": generator, "discriminator": critic}
-
-    def train_prior(
-        self,
-        modules: dict[str, nn.Module],
-        public: Split,
-        *,
-        access: Access,
-        seed: int,
-        quiet: bool,
-    ) -> dict[str, Any]:
-        """WGAN-GP on the public images only: the target is never queried (a shared prior)."""
-        from invbench.training import train_wgan_gp
-
-        p = self.params
-        losses = train_wgan_gp(
-            modules["generator"], modules["discriminator"], public.x, steps=p.gan_steps,
-            batch_size=p.gan_batch_size, lr=p.gan_lr, n_critic=p.n_critic,
-            gp_weight=p.gp_weight, seed=int(seed), device=access.device, quiet=quiet,
-            desc=f"{self.name}: train GAN prior",
-        )
-        return {"losses": {k: float(v) for k, v in losses.items()}}
 
     def _invert(self, access: Access, labels: Tensor, *, generator: torch.Generator,
                 quiet: bool) -> Reconstruction:

@@ -457,7 +457,7 @@ def _run_white_box(
     attack.prepare(
         ctx.protocol.public,
         access=access,
-        cache=ctx.cache.view(f"attack-{attack.name}"),
+        cache=ctx.cache.view(attack.cache_owner()),
         seed=s.seed,
         quiet=ctx.quiet,
     )
@@ -499,7 +499,7 @@ def _run_query_only(
         per_label=s.per_label,
         seed=s.seed,
         cache_root=ctx.cache.root,
-        cache_owner=f"attack-{attack.name}",
+        cache_owner=attack.cache_owner(),
         device=str(ctx.device),
         quiet=ctx.quiet,
     )
@@ -525,7 +525,7 @@ def _run_against_endpoint(
     t1 = time.perf_counter()
     torch.manual_seed(s.seed)
     attack.prepare(ctx.protocol.public, access=access,
-                   cache=ctx.cache.view(f"attack-{attack.name}"), seed=s.seed, quiet=ctx.quiet)
+                   cache=ctx.cache.view(attack.cache_owner()), seed=s.seed, quiet=ctx.quiet)
     t_prepare = _timed(ctx, f"prepare {method_label(attack)}", t1)
     t1 = time.perf_counter()
     torch.manual_seed(s.seed)
