@@ -19,6 +19,7 @@ FAST: dict[str, dict] = {
     "gmi": {"gan_steps": 15, "iterations": 8, "restarts": 2},
     "deepinversion": {"iterations": 8},
     "kedmi": {"gan_steps": 15, "n_critic": 2, "iterations": 8},
+    "knowledge-alignment": {"epochs": 2},
     "plg-mi": {"gan_steps": 10, "gan_batch_size": 16, "n_dis": 2, "top_n": 10, "iterations": 8,
                "restarts": 2},
 }

@@ -11,6 +11,7 @@ from invbench.attacks.base import Attack, Reconstruction
 from invbench.attacks.deepinversion import DeepInversion
 from invbench.attacks.gmi import GMI
 from invbench.attacks.kedmi import KEDMI
+from invbench.attacks.knowledge_alignment import KnowledgeAlignment
 from invbench.attacks.mi_face import MIFace
 from invbench.attacks.plg_mi import PLGMI
 
@@ -20,6 +21,7 @@ __all__ = [
     "PLGMI",
     "Attack",
     "DeepInversion",
+    "KnowledgeAlignment",
     "MIFace",
     "Reconstruction",
     "components",
