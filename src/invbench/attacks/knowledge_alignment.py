@@ -82,7 +82,7 @@ class KnowledgeAlignment(Attack):
         """The inversion decoder's training and the class vectors decoded."""
 
         epochs: int = Field(30, ge=1, description="passes over the public split")
-        batch_size: int = Field(64, ge=2, description="decoder training batch size")
+        train_batch_size: int = Field(64, ge=2, description="decoder training batch size")
         lr: float = Field(2e-3, gt=0, description="Adam learning rate (MID's code: 2e-3)")
         truncation: int = Field(
             0, ge=0, description="largest entries of each answer kept (0: all classes)"
@@ -121,7 +121,7 @@ class KnowledgeAlignment(Attack):
         p = self.params
         parts = {
             "attack": self.name, "public": public.digest(), "public_size": len(public),
-            "image_shape": list(shape), "epochs": p.epochs, "batch_size": p.batch_size,
+            "image_shape": list(shape), "epochs": p.epochs, "batch_size": p.train_batch_size,
             "lr": p.lr, "truncation": self._truncation(k), "c": p.c, "seed": int(seed),
         }
 
@@ -145,13 +145,14 @@ class KnowledgeAlignment(Attack):
         opt = torch.optim.Adam(decoder.parameters(), lr=p.lr, betas=(0.5, 0.999), amsgrad=True)
         gen = torch.Generator().manual_seed(int(seed))
         n = x.shape[0]
-        steps = p.epochs * max(1, n // p.batch_size)
+        bs = p.train_batch_size
+        steps = p.epochs * max(1, n // bs)
         last = float("nan")
         with progress_bar(steps, f"{self.name}: train decoder", quiet=quiet) as bar:
             for _ in range(p.epochs):
                 order = torch.randperm(n, generator=gen)
-                for b in range(max(1, n // p.batch_size)):
-                    idx = order[b * p.batch_size : (b + 1) * p.batch_size]
+                for b in range(max(1, n // bs)):
+                    idx = order[b * bs : (b + 1) * bs]
                     loss = F.mse_loss(decoder(vectors[idx].to(dev)), x[idx].to(dev))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
