@@ -20,6 +20,7 @@ FAST: dict[str, dict] = {
     "deepinversion": {"iterations": 8},
     "kedmi": {"gan_steps": 15, "n_critic": 2, "iterations": 8},
     "knowledge-alignment": {"epochs": 2},
+    "mirror-bb": {"gan_steps": 15, "pool": 20, "population": 4, "generations": 2},
     "plg-mi": {"gan_steps": 10, "gan_batch_size": 16, "n_dis": 2, "top_n": 10, "iterations": 8,
                "restarts": 2},
 }
@@ -146,7 +147,8 @@ class _BatchSizes(torch.nn.Module):
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in ATTACKS.names() if "batch_size" in ATTACKS.get(n).Params.model_fields]
+    "name", [n for n in ATTACKS.names() if "batch_size" in ATTACKS.get(n).Params.model_fields
+             and ATTACKS.get(n).access == "white-box"]
 )
 def test_batch_size_bounds_what_is_optimised_at_once(name, digits_protocol, digits_target):
     cls = ATTACKS.get(name)

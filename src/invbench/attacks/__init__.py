@@ -13,6 +13,7 @@ from invbench.attacks.gmi import GMI
 from invbench.attacks.kedmi import KEDMI
 from invbench.attacks.knowledge_alignment import KnowledgeAlignment
 from invbench.attacks.mi_face import MIFace
+from invbench.attacks.mirror_bb import MirrorBB
 from invbench.attacks.plg_mi import PLGMI
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "DeepInversion",
     "KnowledgeAlignment",
     "MIFace",
+    "MirrorBB",
     "Reconstruction",
     "components",
 ]
