@@ -8,6 +8,7 @@ identity losses, priors, best-restart selection) live in :mod:`invbench.attacks.
 
 from invbench.attacks import components
 from invbench.attacks.base import Attack, Reconstruction
+from invbench.attacks.brep_mi import BREPMI
 from invbench.attacks.deepinversion import DeepInversion
 from invbench.attacks.gmi import GMI
 from invbench.attacks.kedmi import KEDMI
@@ -17,6 +18,7 @@ from invbench.attacks.mirror_bb import MirrorBB
 from invbench.attacks.plg_mi import PLGMI
 
 __all__ = [
+    "BREPMI",
     "GMI",
     "KEDMI",
     "PLGMI",
