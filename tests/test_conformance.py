@@ -20,6 +20,8 @@ FAST: dict[str, dict] = {
     "deepinversion": {"iterations": 8},
     "kedmi": {"gan_steps": 15, "n_critic": 2, "iterations": 8},
     "brep-mi": {"gan_steps": 60, "iterations": 3, "points": 4, "init_tries": 200},
+    "c2fmi": {"gan_steps": 15, "embed_arch": "cnn-s", "embed_epochs": 1, "inverse_epochs": 1,
+              "popsize": 4, "coarse_steps": 2, "generations": 2},
     "knowledge-alignment": {"epochs": 2},
     "mirror-bb": {"gan_steps": 15, "pool": 20, "population": 4, "generations": 2},
     "plg-mi": {"gan_steps": 10, "gan_batch_size": 16, "n_dis": 2, "top_n": 10, "iterations": 8,

@@ -9,6 +9,7 @@ identity losses, priors, best-restart selection) live in :mod:`invbench.attacks.
 from invbench.attacks import components
 from invbench.attacks.base import Attack, Reconstruction
 from invbench.attacks.brep_mi import BREPMI
+from invbench.attacks.c2fmi import C2FMI
 from invbench.attacks.deepinversion import DeepInversion
 from invbench.attacks.gmi import GMI
 from invbench.attacks.kedmi import KEDMI
@@ -19,6 +20,7 @@ from invbench.attacks.plg_mi import PLGMI
 
 __all__ = [
     "BREPMI",
+    "C2FMI",
     "GMI",
     "KEDMI",
     "PLGMI",
