@@ -24,6 +24,7 @@ FAST: dict[str, dict] = {
               "popsize": 4, "coarse_steps": 2, "generations": 2},
     "knowledge-alignment": {"epochs": 2},
     "mirror-bb": {"gan_steps": 15, "pool": 20, "population": 4, "generations": 2},
+    "rlb-mi": {"gan_steps": 15, "episodes": 3, "hidden": 16},
     "plg-mi": {"gan_steps": 10, "gan_batch_size": 16, "n_dis": 2, "top_n": 10, "iterations": 8,
                "restarts": 2},
 }

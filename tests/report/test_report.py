@@ -188,6 +188,21 @@ def test_tradeoff_plot_written(tmp_path: Path) -> None:
     assert not (tmp_path / "n.png").exists()
 
 
+def test_tradeoff_plot_intervals(tmp_path: Path) -> None:
+    curves = {"mid": [(0.97, 0.8), (0.9, 0.3)]}
+    plain = tradeoff_plot(tmp_path / "a.svg", curves, xlabel="x", ylabel="y", title="t")
+    with_bars = tradeoff_plot(tmp_path / "b.svg", curves, xlabel="x", ylabel="y", title="t",
+                              intervals={"mid": [(0.7, 0.9), (0.2, 0.45)]})
+    assert len(with_bars.read_text()) > len(plain.read_text())  # the error bars are drawn
+    with pytest.raises(DataError, match="does not contain its point"):
+        tradeoff_plot(tmp_path / "c.png", curves, xlabel="x", ylabel="y", title="t",
+                      intervals={"mid": [(0.85, 0.9), (0.2, 0.45)]})
+    with pytest.raises(DataError, match="2 points but 1 intervals"):
+        tradeoff_plot(tmp_path / "c.png", curves, xlabel="x", ylabel="y", title="t",
+                      intervals={"mid": [(0.7, 0.9)]})
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_plot_leaves_pyplot_backend_alone(tmp_path: Path) -> None:
     import sys
 

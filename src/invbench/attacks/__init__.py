@@ -17,6 +17,7 @@ from invbench.attacks.knowledge_alignment import KnowledgeAlignment
 from invbench.attacks.mi_face import MIFace
 from invbench.attacks.mirror_bb import MirrorBB
 from invbench.attacks.plg_mi import PLGMI
+from invbench.attacks.rlb_mi import RLBMI
 
 __all__ = [
     "BREPMI",
@@ -24,6 +25,7 @@ __all__ = [
     "GMI",
     "KEDMI",
     "PLGMI",
+    "RLBMI",
     "Attack",
     "DeepInversion",
     "KnowledgeAlignment",

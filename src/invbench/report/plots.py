@@ -29,6 +29,7 @@ def tradeoff_plot(
     title: str,
     baseline: float | None = None,
     baseline_label: str = "baseline",
+    intervals: Mapping[str, Sequence[tuple[float, float]]] | None = None,
 ) -> Path:
     """Plot one line with markers per curve and write it to ``path`` (png, svg or pdf).
 
@@ -41,6 +42,9 @@ def tradeoff_plot(
         baseline: optional y value drawn as a dashed horizontal line (e.g. the attack
             accuracy on noise, or on the undefended model).
         baseline_label: legend text for the baseline.
+        intervals: optional ``{label: [(lo, hi), ...]}``, one ``(lo, hi)`` per point of the
+            curve of that label, drawn as vertical error bars (e.g. a 95% interval of
+            ``success``).
 
     Raises :class:`DataError` for empty curves or NaN/Inf points. Example::
 
@@ -66,7 +70,19 @@ def tradeoff_plot(
         if not all(math.isfinite(v) for p in pts for v in p):
             raise DataError(f"curve '{label}' has a NaN or infinite point: {pts}")
         xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, marker=_MARKERS[i % len(_MARKERS)], linewidth=1.5, label=str(label))
+        line = ax.plot(xs, ys, marker=_MARKERS[i % len(_MARKERS)], linewidth=1.5,
+                       label=str(label))[0]
+        bars = (intervals or {}).get(label)
+        if bars is not None:
+            if len(bars) != len(pts):
+                raise DataError(f"curve '{label}' has {len(pts)} points but {len(bars)} "
+                                "intervals")
+            lo = [y - float(b[0]) for y, b in zip(ys, bars, strict=True)]
+            hi = [float(b[1]) - y for y, b in zip(ys, bars, strict=True)]
+            if min(lo + hi) < -1e-9:
+                raise DataError(f"curve '{label}': an interval does not contain its point")
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor=line.get_color(),
+                        alpha=0.5, capsize=2)
     if baseline is not None:
         if not math.isfinite(float(baseline)):
             raise DataError(f"baseline must be a finite number, got {baseline!r}")
