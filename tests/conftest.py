@@ -52,3 +52,15 @@ def noise_success(digits_protocol, digits_judges):
 
     rec = noise_reference(digits_protocol, [0, 1, 2, 3, 4], per_class=20, seed=0)
     return judged_success(rec, digits_judges)
+
+
+@pytest.fixture(scope="session")
+def wgan_prior_cache(tmp_path_factory):
+    """One cache view for the public WGAN-GP prior that the latent-space attacks share.
+
+    Attack tests prepare with ``gan_steps=300`` (and the other prior defaults) and this
+    cache, so the prior is trained once per test session, as a run shares it.
+    """
+    from invbench.cache import Cache
+
+    return Cache(tmp_path_factory.mktemp("wgan-prior")).view("prior-wgan-gp")

@@ -23,6 +23,9 @@ FAST: dict[str, dict] = {
     "c2fmi": {"gan_steps": 15, "embed_arch": "cnn-s", "embed_epochs": 1, "inverse_epochs": 1,
               "popsize": 4, "coarse_steps": 2, "generations": 2},
     "knowledge-alignment": {"epochs": 2},
+    "lokt": {"gan_steps": 10, "gan_batch_size": 16, "class_start": 2, "samples_per_class": 8,
+             "surrogate_arch": "cnn-s", "surrogate_epochs": 1, "iterations": 4, "restarts": 2,
+             "select_views": 2},
     "mirror-bb": {"gan_steps": 15, "pool": 20, "population": 4, "generations": 2},
     "rlb-mi": {"gan_steps": 15, "episodes": 3, "hidden": 16},
     "plg-mi": {"gan_steps": 10, "gan_batch_size": 16, "n_dis": 2, "top_n": 10, "iterations": 8,
@@ -130,7 +133,8 @@ def test_query_only_attack_runs_behind_the_barrier(name, digits_protocol, digits
         atk = cls(**FAST.get(name, {}))
         atk.prepare(p.public, access=acc, seed=0)
         rec = atk.invert(acc, [1], per_label=2, seed=0)
-        assert rec.images.shape == (2, *p.image_shape) and rec.queries > 0
+        assert rec.images.shape == (2, *p.image_shape)
+        assert acc.queries == atk.prepare_queries_ + rec.queries > 0  # all over HTTP
     finally:
         server.shutdown()
         server.server_close()

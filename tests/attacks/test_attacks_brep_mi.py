@@ -20,9 +20,10 @@ def _access(model, **kw) -> LabelOnly:
 
 
 @pytest.fixture(scope="module")
-def prepared(digits_protocol, digits_target):
+def prepared(digits_protocol, digits_target, wgan_prior_cache):
     atk = BREPMI(gan_steps=300, iterations=100, patience=30)
-    atk.prepare(digits_protocol.public, access=_access(digits_target), seed=0)
+    atk.prepare(digits_protocol.public, access=_access(digits_target), seed=0,
+                cache=wgan_prior_cache)
     return atk
 
 

@@ -26,10 +26,10 @@ def test_truncated_fitness_by_hand():
 
 
 @pytest.fixture(scope="module")
-def prepared(digits_protocol, digits_target):
+def prepared(digits_protocol, digits_target, wgan_prior_cache):
     atk = C2FMI(**SETUP)
     access = _access(digits_target)
-    atk.prepare(digits_protocol.public, access=access, seed=0)
+    atk.prepare(digits_protocol.public, access=access, seed=0, cache=wgan_prior_cache)
     return atk
 
 

@@ -19,9 +19,10 @@ def _access(model, **kw) -> BlackBox:
 
 
 @pytest.fixture(scope="module")
-def prepared(digits_protocol, digits_target):
+def prepared(digits_protocol, digits_target, wgan_prior_cache):
     atk = MirrorBB(**SEARCH)
-    atk.prepare(digits_protocol.public, access=_access(digits_target), seed=0)
+    atk.prepare(digits_protocol.public, access=_access(digits_target), seed=0,
+                cache=wgan_prior_cache)
     return atk
 
 

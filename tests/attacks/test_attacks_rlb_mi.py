@@ -12,7 +12,7 @@ from invbench.errors import ConfigError
 
 SHAPE = (1, 8, 8)
 K = 5
-EPISODES = 400
+EPISODES = 800
 
 
 def _access(model, **kw) -> BlackBox:
@@ -31,9 +31,10 @@ def test_reward_by_hand():
 
 
 @pytest.fixture(scope="module")
-def attacked(digits_protocol, digits_target):
+def attacked(digits_protocol, digits_target, wgan_prior_cache):
     atk = RLBMI(gan_steps=300, episodes=EPISODES)
-    atk.prepare(digits_protocol.public, access=_access(digits_target), seed=0)
+    atk.prepare(digits_protocol.public, access=_access(digits_target), seed=0,
+                cache=wgan_prior_cache)
     access = _access(digits_target, budget=5 * EPISODES * 3)
     rec = atk.invert(access, [0, 1, 2, 3, 4], per_label=10, seed=0)
     return atk, rec
@@ -43,7 +44,7 @@ def test_beats_chance_within_its_query_budget(attacked, digits_judges, noise_suc
     atk, rec = attacked
     assert rec.queries == 5 * EPISODES * 3  # per episode: next state, action, test image
     success = judged_success(rec, digits_judges)
-    assert success >= noise_success + 0.06, (success, noise_success)
+    assert success >= noise_success + 0.2, (success, noise_success)  # measured 0.52
 
 
 def test_the_agent_learns(attacked):

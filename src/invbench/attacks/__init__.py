@@ -14,6 +14,7 @@ from invbench.attacks.deepinversion import DeepInversion
 from invbench.attacks.gmi import GMI
 from invbench.attacks.kedmi import KEDMI
 from invbench.attacks.knowledge_alignment import KnowledgeAlignment
+from invbench.attacks.lokt import LOKT
 from invbench.attacks.mi_face import MIFace
 from invbench.attacks.mirror_bb import MirrorBB
 from invbench.attacks.plg_mi import PLGMI
@@ -29,6 +30,7 @@ __all__ = [
     "Attack",
     "DeepInversion",
     "KnowledgeAlignment",
+    "LOKT",
     "MIFace",
     "MirrorBB",
     "Reconstruction",

@@ -95,6 +95,43 @@ def top_n_selection(
     return index.flatten(), labels, conf.flatten()
 
 
+class PLGMISearchParams(GANPriorParams):
+    """The conditional-GAN latent search of PLG-MI (shared with LOKT, which searches its own
+    T-ACGAN against surrogates); the reference's values noted in each description."""
+
+    identity_loss: Literal["ce", "logit", "max-margin", "prob"] = Field(
+        "max-margin",
+        description="identity loss of the search: 'max-margin' (paper), 'ce', 'logit', "
+        "'prob'",
+    )
+    latent_dim: int = Field(128, ge=1, description="cGAN latent dimension (paper: 128)")
+    gan_steps: int = Field(
+        600, ge=1, description="cGAN generator steps (paper: 30000 on 64 px faces)"
+    )
+    iterations: int = Field(300, ge=1, description="latent optimisation steps (paper: 600)")
+    lr: float = Field(0.1, gt=0, description="Adam step size of the latents (paper: 0.1)")
+    restarts: int = Field(
+        5, ge=1, description="random latents per image, most confident kept (paper: 5)"
+    )
+    candidates: int = Field(
+        0, ge=0,
+        description="latents drawn per image for initial selection of the restarts "
+        "(<= restarts: none, as the paper)",
+    )
+    views: int = Field(
+        2, ge=1, description="augmented views per step the loss is averaged over (paper: 2)"
+    )
+    image_augment: str = Field(
+        "crop,shift",
+        description="augmentations of the search (make_augment spec; paper: crop, flip, "
+        "rotation, colour jitter)",
+    )
+    select_views: int = Field(
+        10, ge=0,
+        description="augmented views for the final selection (paper: none, all kept)",
+    )
+
+
 @register_attack("plg-mi")
 class PLGMI(GANPriorAttack):
     """PLG-MI: latent search in a conditional GAN trained on pseudo-labelled public data.
@@ -183,18 +220,9 @@ class PLGMI(GANPriorAttack):
     PRIOR_PARAMS: ClassVar[tuple[str, ...]] = PRIOR_PARAMS
     USES_TARGET: ClassVar[bool] = True
 
-    class Params(GANPriorParams):
+    class Params(PLGMISearchParams):
         """PLG-MI's hyperparameters (the reference's values noted in each description)."""
 
-        identity_loss: Literal["ce", "logit", "max-margin", "prob"] = Field(
-            "max-margin",
-            description="identity loss of the search: 'max-margin' (paper), 'ce', 'logit', "
-            "'prob'",
-        )
-        latent_dim: int = Field(128, ge=1, description="cGAN latent dimension (paper: 128)")
-        gan_steps: int = Field(
-            600, ge=1, description="cGAN generator steps (paper: 30000 on 64 px faces)"
-        )
         top_n: int = Field(
             100, ge=1,
             description="public images pseudo-labelled per class (paper: 30 for 1000 classes)",
@@ -209,28 +237,6 @@ class PLGMI(GANPriorAttack):
             "crop,shift",
             description="augmentations of cGAN samples before the target (make_augment spec; "
             "paper: crop, flip, rotation, colour jitter)",
-        )
-        iterations: int = Field(300, ge=1, description="latent optimisation steps (paper: 600)")
-        lr: float = Field(0.1, gt=0, description="Adam step size of the latents (paper: 0.1)")
-        restarts: int = Field(
-            5, ge=1, description="random latents per image, most confident kept (paper: 5)"
-        )
-        candidates: int = Field(
-            0, ge=0,
-            description="latents drawn per image for initial selection of the restarts "
-            "(<= restarts: none, as the paper)",
-        )
-        views: int = Field(
-            2, ge=1, description="augmented views per step the loss is averaged over (paper: 2)"
-        )
-        image_augment: str = Field(
-            "crop,shift",
-            description="augmentations of the search (make_augment spec; paper: crop, flip, "
-            "rotation, colour jitter)",
-        )
-        select_views: int = Field(
-            10, ge=0,
-            description="augmented views for the final selection (paper: none, all kept)",
         )
 
     def __init__(self, **params: object) -> None:

@@ -129,6 +129,23 @@ class ConditionalGenerator(nn.Module):
         return self.out(h).sigmoid()
 
 
+def _sn_phi(image_shape: tuple[int, int, int]) -> tuple[nn.Sequential, int]:
+    """The spectrally normalised feature stack of the conditional discriminators: stride-2
+    4x4 convolutions with LeakyReLU(0.1), a 3x3 convolution and ReLU; and its width."""
+    c, h, _ = image_shape
+    _, n_down = _LAYOUT[h]
+    layers: list[nn.Module] = []
+    width_in, width = c, _D_WIDTH
+    for _ in range(n_down):
+        layers += [
+            spectral_norm(nn.Conv2d(width_in, width, 4, stride=2, padding=1)),
+            nn.LeakyReLU(0.1),
+        ]
+        width_in, width = width, width * 2
+    layers += [spectral_norm(nn.Conv2d(width_in, width_in, 3, padding=1)), nn.ReLU()]
+    return nn.Sequential(*layers), width_in
+
+
 class ProjectionDiscriminator(nn.Module):
     """Projection discriminator ``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>`` (raw scores).
 
@@ -145,20 +162,9 @@ class ProjectionDiscriminator(nn.Module):
 
     def __init__(self, image_shape: tuple[int, int, int], *, num_classes: int) -> None:
         super().__init__()
-        c, h, _ = image_shape
-        _, n_down = _LAYOUT[h]
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
-        layers: list[nn.Module] = []
-        width_in, width = c, _D_WIDTH
-        for _ in range(n_down):
-            layers += [
-                spectral_norm(nn.Conv2d(width_in, width, 4, stride=2, padding=1)),
-                nn.LeakyReLU(0.1),
-            ]
-            width_in, width = width, width * 2
-        layers += [spectral_norm(nn.Conv2d(width_in, width_in, 3, padding=1)), nn.ReLU()]
-        self.phi = nn.Sequential(*layers)
+        self.phi, width_in = _sn_phi(image_shape)
         self.feat_dim = width_in
         self.psi = spectral_norm(nn.Linear(width_in, 1))
         self.class_embed = spectral_norm(nn.Embedding(num_classes, width_in))
@@ -200,3 +206,42 @@ def make_cgan(
                             latent_dim=latent_dim)
     gen = ConditionalGenerator(shape, num_classes=num_classes, latent_dim=latent_dim)
     return gen, ProjectionDiscriminator(shape, num_classes=num_classes)
+
+
+class AuxiliaryClassifierDiscriminator(nn.Module):
+    """An ACGAN discriminator: a real/fake score and class logits from shared features.
+
+    Odena, Olah, Shlens, ICML 2017, https://arxiv.org/abs/1610.09585; the target-aware
+    variant of LOKT (Nguyen et al., NeurIPS 2023) trains the class head on generated images
+    labelled by the target. Features as :class:`ProjectionDiscriminator`'s (spectrally
+    normalised convolutions, global sum pooling); two spectrally normalised linear heads.
+
+    Shape: images (B, C, H, W) in [0, 1] -> ``(scores (B,), class logits (B, K))``.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], *, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.image_shape = tuple(image_shape)
+        self.phi, width = _sn_phi(image_shape)
+        self.feat_dim = width
+        self.adv = spectral_norm(nn.Linear(width, 1))
+        self.cls = spectral_norm(nn.Linear(width, num_classes))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Real/fake scores (B,) (logits; higher = more real) and class logits (B, K)."""
+        h = self.phi(x * 2.0 - 1.0).sum(dim=(2, 3))
+        return self.adv(h).squeeze(1), self.cls(h)
+
+
+def make_tacgan(
+    image_shape: tuple[int, int, int], *, num_classes: int, latent_dim: int = 128
+) -> tuple[ConditionalGenerator, AuxiliaryClassifierDiscriminator]:
+    """Build an untrained (conditional generator, ACGAN discriminator) pair (LOKT's T-ACGAN).
+
+    Same shapes and checks as :func:`make_cgan`.
+    """
+    shape = _check_gan_args(image_shape, what="the conditional GAN", num_classes=num_classes,
+                            latent_dim=latent_dim)
+    gen = ConditionalGenerator(shape, num_classes=num_classes, latent_dim=latent_dim)
+    return gen, AuxiliaryClassifierDiscriminator(shape, num_classes=num_classes)
