@@ -80,7 +80,9 @@ def summarise(cells: list[dict[str, Any]], *, max_loss: float) -> dict[str, Any]
         base_acc = base["accuracy"] if base else max(r["accuracy"] for r in rows)
         for r in rows:
             r["loss"] = round(100 * (base_acc - r["accuracy"]), 1)
-        rows.sort(key=lambda r: (r["defense"] != "none", r["defense"], -r["accuracy"]))
+        # the undefended row first, then each defense's strengths in the order they ran
+        first_seen = {d: i for i, d in reversed(list(enumerate(r["defense"] for r in rows)))}
+        rows.sort(key=lambda r: (r["defense"] != "none", first_seen[r["defense"]]))
         ok = [r for r in rows if r["defense"] != "none" and r["loss"] <= max_loss
               and r["success"] is not None]
         best = min(ok, key=lambda r: r["success"]) if ok else None

@@ -29,15 +29,15 @@ def prepared(digits_protocol, digits_target, wgan_prior_cache):
 
 def test_repulsion_beats_chance_and_its_own_starting_points(prepared, digits_target,
                                                              digits_judges, noise_success):
-    bound = 50 * 100 * 33 + 40 * 256  # images x steps x (points + 1), plus the first draws
+    bound = 30 * 100 * 33 + 40 * 256  # images x steps x (points + 1), plus the first draws
     access = _access(digits_target, budget=bound)
-    rec = prepared.invert(access, [0, 1, 2, 3, 4], per_label=10, seed=0)
+    rec = prepared.invert(access, [0, 1, 2, 3, 4], per_label=6, seed=0)
     success = judged_success(rec, digits_judges)
     assert success >= noise_success + 0.1, (success, noise_success)
     assert (rec.scores > prepared.params.radius).float().mean() > 0.5  # spheres grew
     start = BREPMI(gan_steps=300, iterations=1)
     start.prior_modules_, start.prior_parts_ = prepared.prior_modules_, prepared.prior_parts_
-    first = start.invert(_access(digits_target), [0, 1, 2, 3, 4], per_label=10, seed=0)
+    first = start.invert(_access(digits_target), [0, 1, 2, 3, 4], per_label=6, seed=0)
     assert success > judged_success(first, digits_judges)
 
 

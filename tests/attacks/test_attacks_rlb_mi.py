@@ -13,6 +13,8 @@ from invbench.errors import ConfigError
 SHAPE = (1, 8, 8)
 K = 5
 EPISODES = 800
+#: three agents (one per label) keep this file's cost down; each trains for EPISODES
+LABELS = [0, 3, 4]
 
 
 def _access(model, **kw) -> BlackBox:
@@ -35,14 +37,14 @@ def attacked(digits_protocol, digits_target, wgan_prior_cache):
     atk = RLBMI(gan_steps=300, episodes=EPISODES)
     atk.prepare(digits_protocol.public, access=_access(digits_target), seed=0,
                 cache=wgan_prior_cache)
-    access = _access(digits_target, budget=5 * EPISODES * 3)
-    rec = atk.invert(access, [0, 1, 2, 3, 4], per_label=10, seed=0)
+    access = _access(digits_target, budget=len(LABELS) * EPISODES * 3)
+    rec = atk.invert(access, LABELS, per_label=10, seed=0)
     return atk, rec
 
 
 def test_beats_chance_within_its_query_budget(attacked, digits_judges, noise_success):
     atk, rec = attacked
-    assert rec.queries == 5 * EPISODES * 3  # per episode: next state, action, test image
+    assert rec.queries == len(LABELS) * EPISODES * 3  # per episode: state, action, test image
     success = judged_success(rec, digits_judges)
     assert success >= noise_success + 0.2, (success, noise_success)  # measured 0.52
 
