@@ -59,7 +59,7 @@ def test_each_stage_moves_the_target_towards_the_label(prepared, digits_target):
 
     random_start = mean_score(coarse_steps=0, generations=0)
     coarse = mean_score(generations=0)
-    fine = mean_score()
+    fine = mean_score(generations=20)  # greedy evolution: fitness never falls
     assert random_start < coarse < fine, (random_start, coarse, fine)
 
 
