@@ -25,10 +25,16 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from invbench.errors import AccessError, QueryBudgetExceeded
+from invbench.errors import AccessError
 from invbench.serving.channels import Channel, LocalChannel
 from invbench.serving.codec import decode, encode
-from invbench.serving.service import MAX_BATCH, TargetService, raise_if_error
+from invbench.serving.service import (
+    MAX_BATCH,
+    TargetService,
+    check_query_shape,
+    raise_if_error,
+    spend,
+)
 
 AccessLevel = Literal["white-box", "black-box", "label-only"]
 LEVELS: tuple[str, ...] = ("white-box", "black-box", "label-only")  # strongest first
@@ -109,19 +115,10 @@ class Access:
         self._spend(n)
 
     def _spend(self, n: int) -> None:
-        if self.budget is not None and self.queries + n > self.budget:
-            raise QueryBudgetExceeded(
-                f"{self.level} query budget of {self.budget} exceeded "
-                f"({self.queries} used, {n} more asked)"
-            )
-        self.queries += n
+        self.queries = spend(self.level, self.budget, self.queries, n)
 
     def _count(self, x: Tensor) -> None:
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise AccessError(
-                f"{self.level} query: expected images of shape "
-                f"(N, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}"
-            )
+        check_query_shape(self.level, self.image_shape, x)
         self._spend(int(x.shape[0]))
 
     @staticmethod
@@ -270,11 +267,7 @@ class _QueryAccess(Access):
         self._call({}, {"op": "charge", "n": n})
 
     def _answer(self, x: Tensor, key: str) -> Tensor:
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise AccessError(
-                f"{self.level} query: expected images of shape "
-                f"(N, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}"
-            )
+        check_query_shape(self.level, self.image_shape, x)
         x = x.detach().to("cpu", torch.float32)
         parts = [
             self._exchange({"images": chunk}, {"op": "query"})[0][key]

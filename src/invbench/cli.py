@@ -428,7 +428,7 @@ def serve(
     the output processing, counts the queries and enforces --budget; GET / shows its info.
     Attack it with `invbench run --target-url URL` or BlackBox(HttpChannel(URL)).
     """
-    from invbench.bench.analyze import load_user_model, spec_protocol, spec_target
+    from invbench.bench.analyze import check_target_choice, resolve_target, spec_protocol
     from invbench.config import build_method, check_device, parse_method
     from invbench.errors import ConfigError
     from invbench.serving.http import check_loopback_host, make_server, server_url
@@ -443,30 +443,14 @@ def serve(
     spec = _make_spec(config, fields)
     if level not in SERVED_LEVELS:
         raise ConfigError(f"--level must be one of {', '.join(SERVED_LEVELS)}, got '{level}'")
-    if (model is None) != (arch is None):
-        raise ConfigError("--model and --arch go together (e.g. --model w.safetensors "
-                          "--arch cnn-m)")
-    if model is not None and not model.is_file():
-        raise ConfigError(f"--model '{model}' is not a file")
-    if model is None and len(spec.defenses) != 1:
-        raise ConfigError(f"give exactly one --defense (the target to serve); the spec lists "
-                          f"{len(spec.defenses)}: {', '.join(m.label for m in spec.defenses)}")
+    check_target_choice(spec, model=model, arch=arch, what="the target to serve")
     if budget is not None and budget < 1:
         raise ConfigError(f"--budget must be >= 1, got {budget}")
     check_loopback_host(host)
     processing = build_method("output", parse_method(output)) if output else None
-    if model is None:
-        build_method("defense", spec.defenses[0])
-    dev = check_device(spec.device)
+    check_device(spec.device)
     protocol = spec_protocol(spec)
-    if model is not None:
-        assert arch is not None
-        target = load_user_model(model, arch, protocol).to(dev)
-        from invbench.access import model_fingerprint
-
-        label, key = f"{model.name} ({arch})", model_fingerprint(target)
-    else:
-        target, label, key = spec_target(spec, protocol, quiet=quiet)
+    target, label, key = resolve_target(spec, protocol, model_file=model, arch=arch, quiet=quiet)
     from invbench.access import served_target_key
 
     service = TargetService(

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from invbench.access import Access
 from invbench.attacks.base import Reconstruction
-from invbench.attacks.components import QUERY_CHUNK
+from invbench.attacks.components import QUERY_CHUNK, chunked, generate
 from invbench.attacks.gan_base import WGANPriorAttack, WGANPriorParams
 from invbench.errors import ConfigError
 from invbench.progress import progress_bar
@@ -19,12 +19,10 @@ from invbench.registry import register_attack
 
 def query_labels(access: Access, generator: nn.Module, z: Tensor) -> Tensor:
     """The target's top-1 label of ``G(z)`` for each latent (N,), one query per latent."""
-    out = []
-    for chunk in z.split(QUERY_CHUNK):
-        with torch.inference_mode():
-            images = generator(chunk)
-        out.append(access.predict_label(images))
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=z.device)
+    if z.shape[0] == 0:
+        return torch.empty(0, dtype=torch.long, device=z.device)
+    return torch.cat([access.predict_label(generate(generator, z[s]))
+                      for s in chunked(z.shape[0], QUERY_CHUNK)])
 
 
 @register_attack("brep-mi")
@@ -145,6 +143,4 @@ class BREPMI(WGANPriorAttack):
                                                    since_growth[active] + 1)
                 bar.advance()
                 bar.update(active=int(active.numel()), radius=float(radius.mean()))
-        with torch.inference_mode():
-            images = torch.cat([G(c) for c in z.split(QUERY_CHUNK)])
-        return Reconstruction(images=images, labels=labels, scores=radius)
+        return Reconstruction(images=generate(G, z), labels=labels, scores=radius)

@@ -11,7 +11,13 @@ from torch import Tensor, nn
 
 from invbench.access import Access
 from invbench.attacks.base import Reconstruction
-from invbench.attacks.components import QUERY_CHUNK, query_probs
+from invbench.attacks.components import (
+    QUERY_CHUNK,
+    assemble_by_label,
+    generate,
+    label_counts,
+    query_probs,
+)
 from invbench.attacks.gan_base import WGANPriorAttack, WGANPriorParams
 from invbench.data.protocol import Split
 from invbench.progress import progress_bar
@@ -203,9 +209,7 @@ class C2FMI(WGANPriorAttack):
         return z.detach()
 
     def _fitness(self, access: Access, G: nn.Module, z: Tensor, y: int) -> Tensor:
-        with torch.inference_mode():
-            images = torch.cat([G(c) for c in z.split(QUERY_CHUNK)])
-        probs = query_probs(access, images)
+        probs = query_probs(access, generate(G, z))
         labels = torch.full((z.shape[0],), y, dtype=torch.long, device=probs.device)
         return truncated_fitness(probs, labels, self.params.truncation)
 
@@ -236,7 +240,7 @@ class C2FMI(WGANPriorAttack):
             raise ConfigError(f"attack '{self.name}' is not prepared: call prepare() first")
         p = self.params
         dev = access.device
-        wanted = {int(v): int((labels == v).sum()) for v in labels.unique().tolist()}
+        wanted = label_counts(labels)
         results: dict[int, tuple[Tensor, Tensor]] = {}
         with progress_bar(len(wanted) * (p.generations + 1), self.name, quiet=quiet) as bar:
             for y, count in wanted.items():
@@ -250,14 +254,8 @@ class C2FMI(WGANPriorAttack):
                     bar.update(label=y, best=float(fit.max()))
                 order = torch.argsort(fit, descending=True)[:count]
                 results[y] = (pop[order], fit[order])
-        z = torch.empty((labels.numel(), p.latent_dim), device=dev)
-        seen: dict[int, int] = {}
-        for i, v in enumerate(labels.tolist()):
-            k = seen.get(v, 0)
-            seen[v] = k + 1
-            z[i] = results[v][0][k]
-        with torch.inference_mode():
-            images = torch.cat([G(c) for c in z.split(QUERY_CHUNK)])
+        z, _ = assemble_by_label(labels, results)
+        images = generate(G, z)
         probs = query_probs(access, images)
         scores = probs.gather(1, labels.view(-1, 1).to(probs.device)).squeeze(1)
         return Reconstruction(images=images, labels=labels, scores=scores)

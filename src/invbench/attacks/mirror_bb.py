@@ -10,7 +10,12 @@ from torch import Tensor, nn
 
 from invbench.access import Access
 from invbench.attacks.base import Reconstruction
-from invbench.attacks.components import QUERY_CHUNK, query_probs
+from invbench.attacks.components import (
+    assemble_by_label,
+    generate,
+    label_counts,
+    query_probs,
+)
 from invbench.attacks.gan_base import WGANPriorAttack, WGANPriorParams
 from invbench.errors import ConfigError
 from invbench.progress import progress_bar
@@ -19,9 +24,7 @@ from invbench.registry import register_attack
 
 def label_log_probs(access: Access, generator: nn.Module, z: Tensor, labels: Tensor) -> Tensor:
     """``log p(label | G(z))`` from the target's answers (N,), one query per latent."""
-    with torch.inference_mode():
-        images = torch.cat([generator(c) for c in z.split(QUERY_CHUNK)])
-    probs = query_probs(access, images)
+    probs = query_probs(access, generate(generator, z))
     return torch.log(probs.gather(1, labels.view(-1, 1)).squeeze(1).clamp_min(1e-30))
 
 
@@ -121,7 +124,7 @@ class MirrorBB(WGANPriorAttack):
         G = self.prior(access)["generator"]
         p = self.params
         dev = access.device
-        wanted = {int(v): int((labels == v).sum()) for v in labels.unique().tolist()}
+        wanted = label_counts(labels)
         for v, count in wanted.items():
             if count > p.population:
                 raise ConfigError(
@@ -130,9 +133,7 @@ class MirrorBB(WGANPriorAttack):
                 )
         pool = torch.randn((p.pool, p.latent_dim), generator=generator, device=dev)
         pool = pool.clamp(-p.clip, p.clip)
-        with torch.inference_mode():
-            images = torch.cat([G(c) for c in pool.split(QUERY_CHUNK)])
-        pool_log_probs = torch.log(query_probs(access, images).clamp_min(1e-30))
+        pool_log_probs = torch.log(query_probs(access, generate(G, pool)).clamp_min(1e-30))
         results: dict[int, tuple[Tensor, Tensor]] = {}
         with progress_bar(len(wanted) * p.generations, self.name, quiet=quiet) as bar:
             for v, count in wanted.items():
@@ -145,13 +146,5 @@ class MirrorBB(WGANPriorAttack):
                     bar.update(label=v, best=float(fitness.max().exp()))
                 best = torch.argsort(fitness, descending=True)[:count]
                 results[v] = (population[best], fitness[best])
-        z = torch.empty((labels.numel(), p.latent_dim), device=dev)
-        scores = torch.empty(labels.numel(), device=dev)
-        seen: dict[int, int] = {}
-        for i, v in enumerate(labels.tolist()):
-            k = seen.get(v, 0)
-            seen[v] = k + 1
-            z[i], scores[i] = results[v][0][k], results[v][1][k].exp()
-        with torch.inference_mode():
-            images = torch.cat([G(c) for c in z.split(QUERY_CHUNK)])
-        return Reconstruction(images=images, labels=labels, scores=scores)
+        z, log_probs = assemble_by_label(labels, results)
+        return Reconstruction(images=generate(G, z), labels=labels, scores=log_probs.exp())

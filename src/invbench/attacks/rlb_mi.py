@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from invbench.access import Access
 from invbench.attacks.base import Reconstruction
-from invbench.attacks.components import query_probs
+from invbench.attacks.components import assemble_by_label, label_counts, query_probs
 from invbench.attacks.gan_base import WGANPriorAttack, WGANPriorParams
 from invbench.errors import ConfigError
 from invbench.progress import progress_bar
@@ -190,7 +190,7 @@ class RLBMI(WGANPriorAttack):
         p = self.params
         dev = access.device
         d = p.latent_dim
-        wanted = {int(v): int((labels == v).sum()) for v in labels.unique().tolist()}
+        wanted = label_counts(labels)
         most = max(wanted.values())
         if most > p.episodes:
             raise ConfigError(
@@ -240,11 +240,5 @@ class RLBMI(WGANPriorAttack):
                     bar.update(label=y, best=float(kept_scores.max()))
                 order = torch.argsort(kept_scores, descending=True)
                 best[y] = (kept_images[order], kept_scores[order])
-        images = torch.empty((labels.numel(), *access.image_shape), device=dev)
-        scores = torch.empty(labels.numel(), device=dev)
-        seen: dict[int, int] = {}
-        for i, v in enumerate(labels.tolist()):
-            k = seen.get(v, 0)
-            seen[v] = k + 1
-            images[i], scores[i] = best[v][0][k], best[v][1][k]
+        images, scores = assemble_by_label(labels, best)
         return Reconstruction(images=images, labels=labels, scores=scores)

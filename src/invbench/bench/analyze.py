@@ -69,20 +69,12 @@ def check_fisher_inputs(
     """Validate the choices of ``invbench analyze fisher`` before any work (one-line errors)."""
     if samples < 1:
         raise ConfigError(f"--samples must be >= 1 (private images per class), got {samples}")
-    if (model is None) != (arch is None):
-        raise ConfigError("--model and --arch go together: the safetensors weights of an "
-                          "invbench classifier and its architecture (e.g. --arch cnn-m)")
-    for flag, path in (("--model", model), ("--reconstructions", reconstructions)):
-        if path is not None and not path.is_file():
-            raise ConfigError(f"{flag} '{path}' is not a file")
+    check_target_choice(spec, model=model, arch=arch, what="the target to analyse")
+    if reconstructions is not None and not reconstructions.is_file():
+        raise ConfigError(f"--reconstructions '{reconstructions}' is not a file")
     if model is not None and reconstructions is None:
         raise ConfigError("--model needs --reconstructions FILE: the store has reconstructions "
                           "only for the run's own targets")
-    if model is None and len(spec.defenses) != 1:
-        raise ConfigError(
-            f"give exactly one --defense (the target to analyse); the spec lists "
-            f"{len(spec.defenses)}: {', '.join(m.label for m in spec.defenses)}"
-        )
     if reconstructions is None and len(spec.attacks) != 1:
         raise ConfigError(
             f"give exactly one --attack (whose stored reconstructions to use); the spec lists "
@@ -93,11 +85,26 @@ def check_fisher_inputs(
             raise ConfigError(f"--plot '{plot}' needs a suffix: {', '.join(PLOT_SUFFIXES)}")
         if not plot.parent.is_dir():
             raise ConfigError(f"--plot '{plot}': folder '{plot.parent}' does not exist")
-    if model is None:
-        build_method("defense", spec.defenses[0])
     if reconstructions is None:
         build_method("attack", spec.attacks[0])
     check_device(spec.device)
+
+
+def check_target_choice(spec: RunSpec, *, model: Path | None, arch: str | None,
+                        what: str) -> None:
+    """One target: the spec's one ``--defense``, or ``--model`` with ``--arch`` (one line)."""
+    if (model is None) != (arch is None):
+        raise ConfigError("--model and --arch go together: the safetensors weights of an "
+                          "invbench classifier and its architecture (e.g. --arch cnn-m)")
+    if model is not None and not model.is_file():
+        raise ConfigError(f"--model '{model}' is not a file")
+    if model is None and len(spec.defenses) != 1:
+        raise ConfigError(
+            f"give exactly one --defense ({what}); the spec lists "
+            f"{len(spec.defenses)}: {', '.join(m.label for m in spec.defenses)}"
+        )
+    if model is None:
+        build_method("defense", spec.defenses[0])
 
 
 def _load_safetensors(path: Path, flag: str) -> dict[str, Tensor]:
@@ -225,6 +232,21 @@ def spec_target(
     return model, label, key
 
 
+def resolve_target(
+    spec: RunSpec, protocol: Protocol, *, model_file: Path | None, arch: str | None,
+    quiet: bool = False,
+) -> tuple[nn.Module, str, str]:
+    """``(model, label, identity)``: a user's weights built as ``arch``, else the spec's target
+    from the run's cache (:func:`spec_target`). On the spec's device, in eval mode."""
+    if model_file is None:
+        return spec_target(spec, protocol, quiet=quiet)
+    from invbench.access import model_fingerprint
+
+    assert arch is not None
+    model = load_user_model(model_file, arch, protocol).to(check_device(spec.device))
+    return model, f"{model_file.name} ({arch})", model_fingerprint(model)
+
+
 def fisher_for_cell(
     spec: RunSpec,
     *,
@@ -263,12 +285,9 @@ def fisher_for_cell(
         finally:
             store.close()
         attack_label = method_label(attack)  # type: ignore[arg-type]
-    if model_file is not None:
-        assert arch is not None
-        model = load_user_model(model_file, arch, protocol).to(device)
-        target = f"{model_file.name} ({arch})"
-    else:
-        model, target, _ = spec_target(spec, protocol, quiet=quiet)
+    model, target, _ = resolve_target(spec, protocol, model_file=model_file, arch=arch,
+                                      quiet=quiet)
+    if model_file is None:
         accuracy = target_accuracy(model, protocol.private_test, device=device)
     rec_x, rec_y = load_reconstructions(rec_path, protocol)
     priv_x, priv_y = private_sample(protocol, samples, spec.seed)

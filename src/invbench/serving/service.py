@@ -47,6 +47,27 @@ ERRORS: dict[str, type[InvbenchError]] = {
 }
 
 
+def spend(level: str, budget: int | None, used: int, n: int) -> int:
+    """``used + n`` queries, or :class:`QueryBudgetExceeded` if that passes ``budget``.
+
+    The one budget rule of every access level (the service's and a white-box access's).
+    """
+    if budget is not None and used + n > budget:
+        raise QueryBudgetExceeded(
+            f"{level} query budget of {budget} exceeded ({used} used, {n} more asked)"
+        )
+    return used + n
+
+
+def check_query_shape(level: str, image_shape: tuple[int, ...], x: Tensor) -> None:
+    """Raise :class:`AccessError` unless ``x`` is a batch ``(N, *image_shape)``."""
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(image_shape):
+        raise AccessError(
+            f"{level} query: expected images of shape "
+            f"(N, {', '.join(map(str, image_shape))}), got {tuple(x.shape)}"
+        )
+
+
 def query_seeds(x: Tensor, seed: int) -> Tensor:
     """One 63-bit seed per image: a keyed hash of the image's float32 bytes (N,) int64."""
     rows = x.detach().to("cpu", torch.float32).contiguous().reshape(x.shape[0], -1).numpy()
@@ -59,7 +80,7 @@ def query_seeds(x: Tensor, seed: int) -> Tensor:
     return torch.tensor(out, dtype=torch.int64)
 
 
-def seeded_logits(model: nn.Module, x: Tensor, seeds: Tensor) -> Tensor:
+def seeded_logits(model: nn.Module, x: Tensor, seeds: Tensor | None) -> Tensor:
     """The model's logits with each row's randomness drawn from its own seed.
 
     A deterministic model is one batched pass. A stochastic one uses its
@@ -68,6 +89,7 @@ def seeded_logits(model: nn.Module, x: Tensor, seeds: Tensor) -> Tensor:
     """
     if not is_stochastic(model):
         return model(x)
+    assert seeds is not None, "a stochastic model needs per-query seeds"
     fast = getattr(model, "predict_seeded", None)
     if callable(fast):
         return fast(x, seeds)  # type: ignore[no-any-return]
@@ -125,6 +147,7 @@ class TargetService:
         self.target_key = target_key
         self.seed = int(seed)
         self.queries = 0
+        self._seeded = is_stochastic(model) or output is not None
         self._lock = threading.Lock()
 
     def info(self) -> dict[str, Any]:
@@ -140,20 +163,11 @@ class TargetService:
         }
 
     def _spend(self, n: int) -> None:
-        if self.budget is not None and self.queries + n > self.budget:
-            raise QueryBudgetExceeded(
-                f"{self.level} query budget of {self.budget} exceeded "
-                f"({self.queries} used, {n} more asked)"
-            )
-        self.queries += n
+        self.queries = spend(self.level, self.budget, self.queries, n)
 
     def answer(self, x: Tensor) -> Tensor:
         """Answer images ``x`` (N, C, H, W): probabilities (N, K) or labels (N,); counts N."""
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise AccessError(
-                f"{self.level} query: expected images of shape "
-                f"(N, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}"
-            )
+        check_query_shape(self.level, self.image_shape, x)
         if not x.is_floating_point():
             raise DataError(f"{self.level} query: images must be float, got {x.dtype}")
         if x.shape[0] > MAX_BATCH:
@@ -163,7 +177,8 @@ class TargetService:
             raise DataError(f"{self.level} query: images contain NaN or Inf")
         with self._lock:
             self._spend(int(x.shape[0]))
-            seeds = query_seeds(x, self.seed)
+            # per-query seeds only where randomness needs them (hashing every image costs)
+            seeds = query_seeds(x, self.seed) if self._seeded else None
             with torch.inference_mode():
                 logits = seeded_logits(self._model, x.to(self._device, torch.float32), seeds)
                 probs = torch.softmax(logits.float(), dim=1)

@@ -29,7 +29,14 @@ Example::
     (torch.Size([8, 100]), torch.Size([8]))
 """
 
-from invbench.attacks.components.batching import QUERY_CHUNK, chunked, query_probs
+from invbench.attacks.components.batching import (
+    QUERY_CHUNK,
+    assemble_by_label,
+    chunked,
+    generate,
+    label_counts,
+    query_probs,
+)
 from invbench.attacks.components.latents import GaussianLatent, LatentGaussian
 from invbench.attacks.components.losses import (
     IDENTITY_LOSSES,
@@ -72,6 +79,9 @@ from invbench.data.augment import (
 )
 
 __all__ = [
+    "assemble_by_label",
+    "generate",
+    "label_counts",
     "QUERY_CHUNK",
     "query_probs",
     "LOMMA_PARAMS",

@@ -52,3 +52,34 @@ def query_probs(access: Access, x: Tensor, *, batch_size: int = QUERY_CHUNK) -> 
     return torch.cat([
         access.predict_proba(x[s].to(dev)).float() for s in chunked(len(x), batch_size)
     ])
+
+
+def generate(generator: torch.nn.Module, z: Tensor, *args: Tensor) -> Tensor:
+    """``generator(z, *args)`` in chunks of :data:`QUERY_CHUNK` rows, without a graph."""
+    with torch.inference_mode():
+        return torch.cat([
+            generator(z[s], *(a[s] for a in args)) for s in chunked(z.shape[0], QUERY_CHUNK)
+        ])
+
+
+def label_counts(labels: Tensor) -> dict[int, int]:
+    """How many images each label of a request asks for, ``{label: count}`` (sorted)."""
+    return {int(v): int((labels == v).sum()) for v in labels.unique().tolist()}
+
+
+def assemble_by_label(labels: Tensor, results: dict[int, tuple[Tensor, Tensor]]
+                      ) -> tuple[Tensor, Tensor]:
+    """Rows and scores in the order of ``labels`` from per-label searches.
+
+    ``results[y]`` holds ``(rows, scores)`` ranked best first, at least as many as ``y``
+    occurs in ``labels``; the ``i``-th occurrence of ``y`` gets the ``i``-th row.
+    """
+    seen: dict[int, int] = {}
+    picks: list[tuple[int, int]] = []
+    for v in labels.tolist():
+        k = seen.get(v, 0)
+        seen[v] = k + 1
+        picks.append((v, k))
+    rows = torch.stack([results[v][0][k] for v, k in picks])
+    scores = torch.stack([results[v][1][k] for v, k in picks])
+    return rows, scores
