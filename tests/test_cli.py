@@ -159,6 +159,30 @@ def test_new_cell_reuses_cached_target_and_evaluator(first_run, capsys):
     assert new == set()  # same target, same evaluator: nothing retrained
 
 
+def test_update_leaks_beats_chance_through_the_runner(first_run, capsys):
+    """Single-sample label inference on digits beats chance: the runner updates the (cached)
+    target with 20 held-out images, serves every version to the attack's worker, scores the
+    inference against the true updates; a rerun reads the cell from the store and prints
+    the updates' table."""
+    out = first_run[0]
+    argv = ["run", "--config", _fast_config(out), "--out", str(out), "--epochs", "6",
+            "--per-label", "4", "--defense", "none",
+            "--attack", "update-leaks:shadow_updates=300,attack_epochs=10,ae_epochs=2"]
+    code, stdout, _ = _run(capsys, [*argv, "--json"])
+    assert code == 0
+    [r] = json.loads(stdout)
+    assert r["status"] == "done" and r["kind"] == "update"
+    m, base = r["metrics"], r["references"]["baseline"]
+    assert r["updates"] == 20 and r["update_size"] == 1
+    assert base["label_acc"] == pytest.approx(0.2)
+    assert m["label_acc"] >= 0.45, m  # chance 0.2; 9 or more of 20 right by luck: p < 0.01
+    assert r["queries"] == 100 * 21 and r["prepare_queries"] == 0
+    assert set(m) >= {"update_mse", "update_ssim", "update_agreement", "label_kl"}
+    code, stdout, _ = _run(capsys, argv)
+    assert code == 0 and "attacks on the target's updates" in stdout
+    assert f"{m['label_acc']:.2f} (0.20)" in stdout
+
+
 def test_runs_command(first_run, capsys):
     code, stdout, _ = _run(capsys, ["runs", "--out", str(first_run[0]), "--json"])
     assert code == 0 and len(json.loads(stdout)) >= 4

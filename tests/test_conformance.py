@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from invbench.access import LEVELS, make_access
-from invbench.errors import AccessError
+from invbench.access import LEVELS, BlackBox, LabelOnly, make_access
+from invbench.attacks.base import UpdateAttack
+from invbench.errors import AccessError, ConfigError
 from invbench.models.stochastic import is_stochastic, reseed
 from invbench.registry import ATTACKS, DATASETS, DEFENSES, METRICS
 
@@ -28,9 +29,15 @@ FAST: dict[str, dict] = {
              "select_views": 2},
     "mirror-bb": {"gan_steps": 15, "pool": 20, "population": 4, "generations": 2},
     "rlb-mi": {"gan_steps": 15, "episodes": 3, "hidden": 16},
+    "update-leaks": {"shadow_updates": 40, "attack_epochs": 2, "ae_epochs": 1, "probe_size": 20},
     "plg-mi": {"gan_steps": 10, "gan_batch_size": 16, "n_dis": 2, "top_n": 10, "iterations": 8,
                "restarts": 2},
 }
+
+
+#: attacks that reconstruct classes (``invert``); the others attack a model's updates
+INVERSIONS = [n for n in ATTACKS.names() if not issubclass(ATTACKS.get(n), UpdateAttack)]
+UPDATES = [n for n in ATTACKS.names() if issubclass(ATTACKS.get(n), UpdateAttack)]
 
 
 def _doc(obj) -> str:
@@ -58,7 +65,7 @@ def mid_target(digits_protocol):
 
 
 @pytest.mark.parametrize("target_kind", ["plain", "mid"])
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", INVERSIONS)
 def test_attack_contract(name, target_kind, request, digits_protocol):
     cls = ATTACKS.get(name)
     p = digits_protocol
@@ -92,7 +99,7 @@ def test_attack_contract(name, target_kind, request, digits_protocol):
 
 
 #: the registered attacks that need less than white-box access
-QUERY_ONLY = [n for n in ATTACKS.names() if ATTACKS.get(n).access != "white-box"]
+QUERY_ONLY = [n for n in INVERSIONS if ATTACKS.get(n).access != "white-box"]
 
 
 @pytest.mark.parametrize("name", QUERY_ONLY)
@@ -138,6 +145,76 @@ def test_query_only_attack_runs_behind_the_barrier(name, digits_protocol, digits
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def digits_updates(digits_protocol, digits_target):
+    """Three single-sample updates of the digits target (held-out images of labels 0, 1, 2)."""
+    from invbench.training import apply_update
+
+    x, y = digits_protocol.private_test.x, digits_protocol.private_test.y
+    idx = [int(torch.nonzero(y == c)[0]) for c in (0, 1, 2)]
+    return [apply_update(digits_target, x[i : i + 1], y[i : i + 1], seed=i) for i in idx]
+
+
+@pytest.mark.parametrize("name", UPDATES)
+def test_update_attack_contract(name, digits_protocol, digits_target, digits_updates):
+    """Deterministic, one distribution per update, refused without updates or access."""
+    cls = ATTACKS.get(name)
+    p = digits_protocol
+
+    def access(updates):
+        return BlackBox.local(digits_target, num_classes=p.num_classes,
+                              image_shape=p.image_shape, updates=updates)
+
+    def run():
+        atk = cls(**FAST.get(name, {}))
+        acc = access(digits_updates)
+        atk.prepare(p.public, access=acc, seed=0)
+        q0 = acc.queries
+        out = atk.infer_updates(acc, seed=0)
+        assert out.queries == acc.queries - q0 > 0 and atk.prepare_queries_ == q0
+        return out
+
+    a, b = run(), run()
+    assert a.label_dist.shape == (3, p.num_classes)
+    assert torch.allclose(a.label_dist.sum(1), torch.ones(3), atol=1e-5)
+    assert torch.equal(a.label_dist, b.label_dist), "same seed, same inference"
+    if a.images is not None:
+        assert a.images.shape == (3, *p.image_shape) and torch.equal(a.images, b.images)
+    atk = cls(**FAST.get(name, {}))
+    atk.prepare(p.public, access=access([]), seed=0)
+    with pytest.raises(ConfigError, match="at least one update"):
+        atk.infer_updates(access([]))
+    label_only = LabelOnly.local(digits_target, num_classes=p.num_classes,
+                                 image_shape=p.image_shape, updates=digits_updates)
+    with pytest.raises(AccessError):
+        cls(**FAST.get(name, {})).infer_updates(label_only)
+
+
+@pytest.mark.parametrize("name", UPDATES)
+def test_update_attack_runs_behind_the_barrier(name, digits_protocol, digits_target,
+                                               digits_updates, tmp_path):
+    """An update attack in the runner's worker never holds the target or its versions."""
+    from invbench.access import model_fingerprint
+    from invbench.serving.service import TargetService
+    from invbench.serving.worker import run_isolated, tensor_hash
+
+    cls = ATTACKS.get(name)
+    p = digits_protocol
+    served = TargetService(digits_target, level=cls.access, num_classes=p.num_classes,
+                           image_shape=p.image_shape, target_key="t", updates=digits_updates)
+    result = run_isolated(cls(**FAST.get(name, {})), served, public=p.public, labels=[0],
+                          per_label=1, seed=0, cache_root=tmp_path,
+                          cache_owner=f"attack-{name}", probe=True)
+    assert result.reconstruction.label_dist.shape == (3, p.num_classes)
+    assert served.queries == result.prepare_queries + result.reconstruction.queries
+    held = set(result.probe["modules"])
+    weights = set(result.probe["tensors"])
+    for model in (digits_target, *digits_updates):
+        assert model_fingerprint(model) not in held
+        assert not {tensor_hash(t) for t in model.state_dict().values() if t.numel() > 1} \
+            & weights
 
 
 class _BatchSizes(torch.nn.Module):

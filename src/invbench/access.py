@@ -222,6 +222,9 @@ class _QueryAccess(Access):
             target_key=str(info.get("target_key") or "") or None,
         )
         self.queries = int(info.get("queries", 0))  # type: ignore[call-overload]
+        #: how many versions of the model the service answers for (1 + its updates; see
+        #: :class:`~invbench.serving.service.TargetService`); queries name one with ``version``
+        self.versions = int(info.get("versions", 1))  # type: ignore[call-overload]
 
     @classmethod
     def local(
@@ -234,17 +237,20 @@ class _QueryAccess(Access):
         budget: int | None = None,
         target_key: str | None = None,
         seed: int = 0,
+        updates: tuple[nn.Module, ...] | list[nn.Module] = (),
     ) -> _QueryAccess:
         """Access to ``model`` served in this process (the Python API's convenience).
 
         Not a barrier — the runner serves the target to an attack in another process
         (:mod:`invbench.serving.worker`). ``target_key`` defaults to a hash of the weights.
+        ``updates``: later versions of the model (an online-learning deployment; queries
+        pick one with ``version=``).
         """
         service = TargetService(
             model, level=cls.level, num_classes=num_classes, image_shape=image_shape,
             output=output_transform, budget=budget,
             target_key=target_key if target_key is not None else model_fingerprint(model),
-            seed=seed,
+            seed=seed, updates=updates,
         )
         return cls(LocalChannel(service))
 
@@ -266,11 +272,18 @@ class _QueryAccess(Access):
             raise AccessError(f"charge: n must be an int >= 0, got {n!r}")
         self._call({}, {"op": "charge", "n": n})
 
-    def _answer(self, x: Tensor, key: str) -> Tensor:
+    def _answer(self, x: Tensor, key: str, version: int = 0) -> Tensor:
         check_query_shape(self.level, self.image_shape, x)
+        if isinstance(version, bool) or not isinstance(version, int) or not (
+                0 <= version < self.versions):
+            raise AccessError(f"{self.level} query: version must be an integer in "
+                              f"[0, {self.versions - 1}], got {version!r}")
         x = x.detach().to("cpu", torch.float32)
+        meta: dict[str, object] = {"op": "query"}
+        if version:
+            meta["version"] = version
         parts = [
-            self._exchange({"images": chunk}, {"op": "query"})[0][key]
+            self._exchange({"images": chunk}, meta)[0][key]
             for chunk in x.split(MAX_BATCH)
         ]
         return torch.cat(parts).to(self.device)
@@ -285,15 +298,18 @@ class BlackBox(_QueryAccess):
 
     level: ClassVar[str] = "black-box"
 
-    def predict_proba(self, x: Tensor) -> Tensor:
-        """Probability vectors (N, K), not differentiable; counts N queries."""
-        return self._answer(x, "probs")
+    def predict_proba(self, x: Tensor, *, version: int = 0) -> Tensor:
+        """Probability vectors (N, K), not differentiable; counts N queries.
+
+        ``version``: which version of an updated model answers (0: as first deployed).
+        """
+        return self._answer(x, "probs", version)
 
     __call__ = predict_proba
 
-    def predict_label(self, x: Tensor) -> Tensor:
+    def predict_label(self, x: Tensor, *, version: int = 0) -> Tensor:
         """Top-1 labels (N,); counts N queries."""
-        return self.predict_proba(x).argmax(dim=1)
+        return self.predict_proba(x, version=version).argmax(dim=1)
 
 
 class LabelOnly(_QueryAccess):
@@ -301,11 +317,11 @@ class LabelOnly(_QueryAccess):
 
     level: ClassVar[str] = "label-only"
 
-    def predict_label(self, x: Tensor) -> Tensor:
-        """Top-1 labels (N,); counts N queries."""
+    def predict_label(self, x: Tensor, *, version: int = 0) -> Tensor:
+        """Top-1 labels (N,); counts N queries (``version``: as for :class:`BlackBox`)."""
         if self.served_level == "black-box":
-            return self._answer(x, "probs").argmax(dim=1)
-        return self._answer(x, "labels")
+            return self._answer(x, "probs", version).argmax(dim=1)
+        return self._answer(x, "labels", version)
 
     __call__ = predict_label
 

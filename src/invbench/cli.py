@@ -171,9 +171,15 @@ def run(
     if as_json:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
     else:
-        from invbench.report.tables import result_warnings, results_table
+        from invbench.report.tables import result_warnings, results_table, updates_table
 
-        _out.print(results_table(results, metrics=columns))
+        updates = [r for r in results if _is_update(r)]
+        inversions = [r for r in results if not _is_update(r)]
+        if inversions:
+            _out.print(results_table(inversions, metrics=columns))
+        if updates:
+            _out.print(updates_table(updates, title="attacks on the target's updates "
+                                     "(attack score, in brackets: guessing without queries)"))
         for w in result_warnings(results):
             _out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
         for r in results:
@@ -188,6 +194,18 @@ def run(
                 f"{r.get('error')}\n"
             )
         raise typer.Exit(1)
+
+
+def _is_update(result: dict[str, Any]) -> bool:
+    """Whether a result is an update attack's (by its kind, or its attack's class)."""
+    if result.get("kind") == "update":
+        return True
+    from invbench.attacks.base import UpdateAttack
+    from invbench.registry import ATTACKS
+
+    name = result.get("attack")
+    return isinstance(name, str) and name in ATTACKS and issubclass(ATTACKS.get(name),
+                                                                   UpdateAttack)
 
 
 def _make_spec(config: Path | None, fields: dict[str, Any]) -> Any:

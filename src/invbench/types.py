@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-__all__ = ["Reconstruction"]
+__all__ = ["Reconstruction", "UpdateInference"]
 
 
 @dataclass(frozen=True)
@@ -27,3 +27,23 @@ class Reconstruction:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+
+@dataclass(frozen=True)
+class UpdateInference:
+    """What an attack on a model's updates returns (one row per update, in version order).
+
+    Attributes:
+        label_dist: (N, K) float32, each row the inferred label distribution of an update
+            set (sums to 1).
+        images: (N, C, H, W) float32 in [0, 1] on the CPU, the reconstructed sample of each
+            single-sample update, or ``None`` when the attack infers labels only.
+        queries: number of target queries the attack used.
+    """
+
+    label_dist: Tensor
+    images: Tensor | None = None
+    queries: int = 0
+
+    def __len__(self) -> int:
+        return int(self.label_dist.shape[0])

@@ -7,7 +7,7 @@ identity losses, priors, best-restart selection) live in :mod:`invbench.attacks.
 """
 
 from invbench.attacks import components
-from invbench.attacks.base import Attack, Reconstruction
+from invbench.attacks.base import Attack, AttackBase, Reconstruction, UpdateAttack
 from invbench.attacks.brep_mi import BREPMI
 from invbench.attacks.c2fmi import C2FMI
 from invbench.attacks.deepinversion import DeepInversion
@@ -19,6 +19,7 @@ from invbench.attacks.mi_face import MIFace
 from invbench.attacks.mirror_bb import MirrorBB
 from invbench.attacks.plg_mi import PLGMI
 from invbench.attacks.rlb_mi import RLBMI
+from invbench.attacks.update_leaks import UpdateLeaks
 
 __all__ = [
     "BREPMI",
@@ -28,6 +29,9 @@ __all__ = [
     "PLGMI",
     "RLBMI",
     "Attack",
+    "AttackBase",
+    "UpdateAttack",
+    "UpdateLeaks",
     "DeepInversion",
     "KnowledgeAlignment",
     "LOKT",

@@ -26,11 +26,12 @@ from torch import Tensor, nn
 from invbench.access import LEVELS, Access
 from invbench.errors import AccessError, ConfigError, DataError
 from invbench.params import Configurable, Params
-from invbench.types import Reconstruction
+from invbench.types import Reconstruction, UpdateInference
 
 if TYPE_CHECKING:
     from invbench.cache import Cache
     from invbench.data.protocol import Split
+    from invbench.training.update import UpdateRecipe
 
 
 class ChunkParams(Params):
@@ -52,8 +53,12 @@ class ChunkParams(Params):
     )
 
 
-class Attack(Configurable):
-    """Base class of model inversion attacks (one subclass per file in ``attacks/``)."""
+class AttackBase(Configurable):
+    """What every attack shares: access level, public data, priors, cache, query counting.
+
+    Subclass :class:`Attack` (reconstruct what a class looks like) or :class:`UpdateAttack`
+    (reconstruct the data of a deployed model's update).
+    """
 
     kind: ClassVar[str] = "attack"
     access: ClassVar[str] = "white-box"
@@ -187,6 +192,11 @@ class Attack(Configurable):
             access.charge(int(meta.get("prepare_queries", 0)))
         return dict(meta)
 
+
+
+class Attack(AttackBase):
+    """Base class of model inversion attacks (one subclass per file in ``attacks/``)."""
+
     @abstractmethod
     def _invert(
         self, access: Access, labels: Tensor, *, generator: torch.Generator, quiet: bool
@@ -253,3 +263,69 @@ class Attack(Configurable):
             labels=torch.cat([r.labels for r in parts]),
             scores=torch.cat([r.scores for r in parts]),
         )
+
+
+class UpdateAttack(AttackBase):
+    """Base class of attacks on a model's *updates* (Updates-Leak, Salem et al. 2020).
+
+    The target is an online-learning deployment: the model as first deployed (version 0)
+    and its versions after each of ``access.versions - 1`` updates, each the original model
+    fine-tuned on a small private *update set*
+    (:class:`~invbench.serving.service.TargetService` ``updates``; the runner draws the
+    update sets and applies the deployment's update itself, :meth:`update_recipe` and
+    :meth:`update_size` say how). The attack queries the versions and infers, for every
+    update, the label distribution of its update set and, where it can, an image of its
+    sample — what the data of the update was, not what a class looks like. The runner
+    scores them against the true update sets (:mod:`invbench.metrics.updates`).
+
+    Subclasses implement :meth:`_infer_updates`, and :meth:`update_recipe` /
+    :meth:`update_size` (the scenario, usually part of the attack's parameters).
+    """
+
+    @abstractmethod
+    def update_recipe(self) -> UpdateRecipe:
+        """How the deployment fine-tunes its model on an update set."""
+
+    @abstractmethod
+    def update_size(self) -> int:
+        """Samples in each update set (1: single-sample updates, reconstructed as images)."""
+
+    @abstractmethod
+    def _infer_updates(self, access: Access, *, generator: torch.Generator,
+                       quiet: bool) -> UpdateInference:
+        """Infer every update of the target behind ``access`` (versions 1..versions-1)."""
+
+    def infer_updates(self, access: Access, *, seed: int = 0, quiet: bool = True
+                      ) -> UpdateInference:
+        """Infer the update sets of versions ``1 .. access.versions - 1``, in order.
+
+        Returns an :class:`~invbench.types.UpdateInference` (label distributions, and
+        images when the attack reconstructs samples) with the queries it made.
+        """
+        self._check_access(access)
+        n = int(getattr(access, "versions", 1)) - 1
+        if n < 1:
+            raise ConfigError(
+                f"attack '{self.name}' needs a target with at least one update: the access "
+                "serves one version of the model (serve it with updates=[...])"
+            )
+        gen = torch.Generator(device=access.device).manual_seed(int(seed))
+        q0 = access.queries
+        out = self._infer_updates(access, generator=gen, quiet=quiet)
+        dist = out.label_dist.detach().float().cpu()
+        if dist.shape != (n, access.num_classes):
+            raise RuntimeError(f"attack '{self.name}' returned label distributions of shape "
+                               f"{tuple(dist.shape)}, expected ({n}, {access.num_classes})")
+        images = None
+        if out.images is not None:
+            images = out.images.detach().float().cpu()
+            if images.shape != (n, *access.image_shape):
+                raise RuntimeError(f"attack '{self.name}' returned images of shape "
+                                   f"{tuple(images.shape)}, expected ({n}, "
+                                   f"{', '.join(map(str, access.image_shape))})")
+            if not torch.isfinite(images).all():
+                raise RuntimeError(f"attack '{self.name}' produced NaN/Inf images")
+            images = images.clamp(0, 1)
+        if not torch.isfinite(dist).all():
+            raise RuntimeError(f"attack '{self.name}' produced NaN/Inf label distributions")
+        return UpdateInference(label_dist=dist, images=images, queries=access.queries - q0)

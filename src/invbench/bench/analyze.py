@@ -86,7 +86,14 @@ def check_fisher_inputs(
         if not plot.parent.is_dir():
             raise ConfigError(f"--plot '{plot}': folder '{plot.parent}' does not exist")
     if reconstructions is None:
-        build_method("attack", spec.attacks[0])
+        from invbench.attacks.base import UpdateAttack
+
+        if isinstance(build_method("attack", spec.attacks[0]), UpdateAttack):
+            raise ConfigError(
+                f"--attack '{spec.attacks[0].label}' reconstructs a model's update samples, "
+                "not its classes: the inversion task's Fisher information needs a class-level "
+                "attack's reconstructions"
+            )
     check_device(spec.device)
 
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from invbench import __version__
 from invbench._io import atomic_path
 from invbench.access import make_access, served_target_key
-from invbench.attacks.base import Attack
+from invbench.attacks.base import Attack, UpdateAttack
 from invbench.bench.store import Store, spec_hash, versions
 from invbench.cache import Cache
 from invbench.config import RunSpec, build_method, check_device
@@ -52,7 +52,8 @@ from invbench.progress import log
 from invbench.report.grids import save_comparison_grid
 from invbench.serving.service import TargetService
 from invbench.serving.worker import run_isolated
-from invbench.types import Reconstruction
+from invbench.training.update import apply_update, draw_label_mixtures, draw_samples
+from invbench.types import Reconstruction, UpdateInference
 
 #: Bumped when the meaning of a stored result changes, so old rows are not reused.
 RESULT_VERSION = 2
@@ -131,6 +132,11 @@ class EndpointTarget:
                 f"has {protocol.num_classes} classes of {tuple(protocol.image_shape)}"
             )
         for a in attacks:
+            if isinstance(a, UpdateAttack):
+                raise ConfigError(
+                    f"attack '{a.name}' attacks a model's updates, which the runner makes "
+                    "itself; it cannot update an endpoint (drop --target-url)"
+                )
             if a.access == "black-box" and self.info.get("level") != "black-box":
                 raise ConfigError(
                     f"target_url '{self.url}' answers labels only; attack '{a.name}' needs "
@@ -407,6 +413,8 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
     run_judges(ctx)  # the evaluators are the benchmark's own: their errors are not the method's
     t0 = time.perf_counter()
     try:
+        if isinstance(attack, UpdateAttack):
+            return _execute_update(ctx, defense, attack, cspec, key, t0)
         return _execute(ctx, defense, attack, cspec, key, t0)
     except Exception as exc:  # the method failed: record it and go on with the next cell
         message = _one_line(exc)
@@ -614,6 +622,163 @@ def _execute(
         seconds=seconds,
     )
     return {**result, "cached": False}
+
+
+def draw_update_sets(
+    ctx: RunContext, attack: UpdateAttack
+) -> tuple[list[Tensor], Tensor]:
+    """The private update sets of an update attack's cell and their label distributions.
+
+    Drawn with the run's seed from the held-out private images (``private_test``: new data
+    the target never trained on). Single-sample updates (``update_size() == 1``): one image
+    per requested label and ``per_label`` (the labels in order, as an inversion's
+    reconstructions); multi-sample: ``labels x per_label`` sets of ``update_size()`` images
+    with flat-Dirichlet label proportions over the requested labels
+    (:func:`~invbench.training.draw_label_mixtures`). Returns index sets into
+    ``private_test`` and (N, K) label distributions.
+    """
+    s, p = ctx.spec, ctx.protocol
+    labels = _labels(s, p)
+    gen = torch.Generator().manual_seed(int(s.seed) + 31)
+    k = p.num_classes
+    if attack.update_size() == 1:
+        lab = torch.tensor(labels, dtype=torch.long).repeat_interleave(s.per_label)
+        idx = draw_samples(p.private_test.y, lab, generator=gen)
+        return [i.view(1) for i in idx], torch.nn.functional.one_hot(lab, k).float()
+    sets, dist = draw_label_mixtures(p.private_test.y, n=len(labels) * s.per_label,
+                                     size=attack.update_size(), classes=sorted(labels),
+                                     generator=gen)
+    return sets, torch.nn.functional.pad(dist, (0, k - dist.shape[1]))
+
+
+def _execute_update(
+    ctx: RunContext,
+    defense: Defense,
+    attack: UpdateAttack,
+    cspec: dict[str, Any],
+    key: str,
+    t0: float,
+) -> dict[str, Any]:
+    """One cell of an attack on the target's updates (Updates-Leak).
+
+    The runner plays the deployment: it draws private update sets
+    (:func:`draw_update_sets`), applies the attack's update recipe to a copy of the target
+    for each (:func:`~invbench.training.apply_update`), and serves the target and its
+    updated versions behind one :class:`TargetService` (output processing and budget on
+    this side) to the attack in a worker process. The inference is scored against the true
+    update sets, next to the scores of guessing without queries
+    (:mod:`invbench.metrics.updates`).
+    """
+    from invbench.metrics.updates import update_baseline, update_scores
+
+    s, p = ctx.spec, ctx.protocol
+    model, acc = run_target(ctx, defense)
+    judges = run_judges(ctx)
+    cell = f"{method_label(defense)} x {method_label(attack)}"
+    t1 = time.perf_counter()
+    sets, true_dist = draw_update_sets(ctx, attack)
+    x, y = p.private_test.x, p.private_test.y
+    recipe = attack.update_recipe()
+    updated = []
+    for i, idx in enumerate(sets):
+        reseed(model, s.seed)
+        updated.append(apply_update(model, x[idx], y[idx], recipe=recipe,
+                                    seed=int(s.seed) * 1_000_003 + i))
+    reseed(model, s.seed)
+    t_update = _timed(ctx, f"update {cell}", t1)
+    base_key = ctx.target_keys[_target_label(defense)]
+    service = TargetService(
+        model, level=attack.access, num_classes=p.num_classes, image_shape=p.image_shape,
+        output=ctx.output, budget=s.budget,
+        target_key=served_target_key(f"{base_key}|updates={key}", ctx.output),
+        seed=s.seed, updates=updated,
+    )
+    result = run_isolated(
+        attack, service, public=p.public, labels=_labels(s, p), per_label=s.per_label,
+        seed=s.seed, cache_root=ctx.cache.root, cache_owner=attack.cache_owner(),
+        device=str(ctx.device), quiet=ctx.quiet,
+    )
+    inferred = result.reconstruction
+    assert isinstance(inferred, UpdateInference)
+    attack.prepare_queries_ = result.prepare_queries
+    t_prepare = float(result.timings.get("prepare", 0.0))
+    t_invert = float(result.timings.get("invert", 0.0))
+    for name, dt in ((f"prepare {method_label(attack)}", t_prepare), (f"invert {cell}", t_invert)):
+        ctx.timings[name] = round(ctx.timings.get(name, 0.0) + dt, 3)
+    single = attack.update_size() == 1
+    true_images = torch.cat([x[idx] for idx in sets]) if single else None
+    t1 = time.perf_counter()
+    metrics = update_scores(inferred, true_dist=true_dist, true_images=true_images,
+                            evaluator=judges.standard)
+    baseline = update_baseline(true_dist=true_dist, labels=_labels(s, p),
+                               public_mean=p.public.x.float().mean(0, keepdim=True),
+                               true_images=true_images, evaluator=judges.standard)
+    t_metrics = _timed(ctx, f"metrics {cell}", t1)
+    seconds = time.perf_counter() - t0
+    artifacts = _save_update_artifacts(ctx, inferred, true_dist, true_images,
+                                       f"{defense.name}-{attack.name}-{key[:10]}")
+    log(f"{cell}: label_acc {metrics['label_acc']:.2f} (chance {baseline['label_acc']:.2f})"
+        + (f", update_mse {metrics['update_mse']:.4f} (mean public image "
+           f"{baseline['update_mse']:.4f})" if single else "")
+        + f" [dim]{seconds:.0f} s[/]", quiet=ctx.quiet)
+    out = {
+        "status": "done",
+        "kind": "update",
+        "dataset": s.dataset,
+        "num_classes": p.num_classes,
+        "defense": defense.name,
+        "defense_params": defense.get_params(),
+        "attack": attack.name,
+        "attack_params": attack.get_params(),
+        "defense_label": method_label(defense),
+        "attack_label": method_label(attack),
+        **{f"defense_{k}": v for k, v in defense.report_.items()},
+        "seed": s.seed,
+        "target_accuracy": acc,
+        "updates": len(sets),
+        "update_size": attack.update_size(),
+        "metrics": metrics,
+        "references": {"baseline": baseline},
+        "warnings": [],
+        "queries": inferred.queries,
+        "prepare_queries": attack.prepare_queries_,
+        "seconds": round(seconds, 3),
+        "timings": {"update": t_update, "prepare": t_prepare, "invert": t_invert,
+                    "metrics": t_metrics},
+        "artifacts": artifacts,
+    }
+    ctx.store.record(
+        spec_hash=key, kind="benchmark",
+        spec={**cspec, "versions": versions(), "invbench": __version__},
+        result=out,
+        metrics={"attack": metrics, "target": {"accuracy": acc}, "ref_baseline": baseline},
+        artifacts=artifacts, seconds=seconds,
+    )
+    return {**out, "cached": False}
+
+
+def _save_update_artifacts(ctx: RunContext, inferred: UpdateInference, true_dist: Tensor,
+                           true_images: Tensor | None, name: str) -> dict[str, str]:
+    """The inference (and, for samples, a grid: true update samples | reconstructions)."""
+    out_dir = ctx.spec.out / ctx.spec.dataset
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"label_dist": inferred.label_dist.contiguous(),
+               "true_dist": true_dist.contiguous()}
+    artifacts: dict[str, str] = {}
+    if inferred.images is not None and true_images is not None:
+        payload["images"] = inferred.images.contiguous()
+        payload["true_images"] = true_images.contiguous()
+        grid = out_dir / f"{name}.png"
+        labels = true_dist.argmax(1)
+        save_comparison_grid(grid, private=true_images, private_labels=labels,
+                             recon=inferred.images, recon_labels=labels,
+                             class_names=list(ctx.protocol.class_names))
+        artifacts["grid"] = str(grid)
+    tensors = out_dir / f"{name}.safetensors"
+    with atomic_path(tensors) as tmp:
+        save_file(payload, str(tmp))
+    artifacts["reconstructions"] = str(tensors)
+    return artifacts
 
 
 def run_benchmark(

@@ -183,6 +183,53 @@ def results_table(
     return table
 
 
+#: the columns of :func:`updates_table`: (metric key, header, format)
+UPDATE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("label_acc", "label acc"), ("label_kl", "label KL"), ("label_l1", "label L1"),
+    ("update_mse", "sample MSE"), ("update_ssim", "sample SSIM"),
+    ("update_agreement", "eval agrees"),
+)
+
+
+def updates_table(results: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Table:
+    """One row per result of an attack on a model's updates (``kind: "update"``).
+
+    Columns: defense, attack, target accuracy, updates x their size, then each score of
+    :mod:`invbench.metrics.updates` as ``attack (baseline)`` — the baseline being what
+    guessing without a query scores (uniform labels, the mean public image) — queries and
+    seconds. Scores a variant does not produce (a labels-only attack's sample MSE) are ``-``.
+    """
+    table = Table(title=title, header_style="bold")
+    for col in ("defense", "attack"):
+        table.add_column(col)
+    for col in ("target acc", "updates", *(h for _, h in UPDATE_COLUMNS), "queries",
+                "seconds"):
+        table.add_column(col, justify="right")
+    for r in results:
+        row = [str(r.get("defense_label") or r.get("defense") or MISSING),
+               str(r.get("attack_label") or r.get("attack") or MISSING)]
+        if r.get("status") == "failed":
+            row += ["[red]failed[/red]"] + [MISSING] * (len(UPDATE_COLUMNS) + 2)
+            row.append(fmt_float(r.get("seconds"), digits=1))
+            table.add_row(*row)
+            continue
+        m = r.get("metrics") or {}
+        base = (r.get("references") or {}).get("baseline") or {}
+        row += [fmt_pct(r.get("target_accuracy")),
+                f"{fmt_int(r.get('updates'))} x {fmt_int(r.get('update_size'))}"]
+        for key, _ in UPDATE_COLUMNS:
+            value, ref = _num(m.get(key)), _num(base.get(key))
+            if value is None:
+                row.append(MISSING)
+                continue
+            digits = 4 if key == "update_mse" else 2
+            row.append(f"{value:.{digits}f} ({ref:.{digits}f})" if ref is not None
+                       else f"{value:.{digits}f}")
+        row += [fmt_int(r.get("queries")), fmt_float(r.get("seconds"), digits=1)]
+        table.add_row(*row)
+    return table
+
+
 def result_warnings(results: Sequence[Mapping[str, Any]]) -> list[str]:
     """The distinct warnings of the results, each once, prefixed with the target it concerns."""
     seen: dict[str, None] = {}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -113,6 +113,10 @@ class TargetService:
         budget: most queries served (all clients together), or ``None``.
         target_key: the target's identity for cache keys of priors that query it.
         seed: keys the per-query seeds (see the module docstring).
+        updates: the deployment's later versions of the model (an online-learning service
+            that fine-tuned it on new data: :func:`invbench.training.apply_update`). A query
+            names the version it asks (``version``: 0 the model as first deployed, ``i`` the
+            one after the ``i``-th update); every version shares the one budget and count.
 
     ``handle(bytes) -> bytes`` never raises: a bad request or an exhausted budget comes back
     as an error message the client turns into the matching exception.
@@ -129,6 +133,7 @@ class TargetService:
         budget: int | None = None,
         target_key: str = "",
         seed: int = 0,
+        updates: Sequence[nn.Module] = (),
     ) -> None:
         if level not in SERVED_LEVELS:
             raise AccessError(
@@ -137,7 +142,7 @@ class TargetService:
             )
         if budget is not None and budget < 1:
             raise AccessError(f"query budget must be a positive integer, got {budget}")
-        self._model = model.eval()
+        self._models = [model.eval(), *(m.eval() for m in updates)]
         self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self.level = level
         self.num_classes = int(num_classes)
@@ -160,13 +165,21 @@ class TargetService:
             "queries": self.queries,
             "target_key": self.target_key,
             "device": self._device.type,
+            "versions": len(self._models),
         }
 
     def _spend(self, n: int) -> None:
         self.queries = spend(self.level, self.budget, self.queries, n)
 
-    def answer(self, x: Tensor) -> Tensor:
-        """Answer images ``x`` (N, C, H, W): probabilities (N, K) or labels (N,); counts N."""
+    def answer(self, x: Tensor, version: int = 0) -> Tensor:
+        """Answer images ``x`` (N, C, H, W): probabilities (N, K) or labels (N,); counts N.
+
+        ``version`` picks the model version (0: as first deployed; see ``updates``).
+        """
+        if isinstance(version, bool) or not isinstance(version, int) or not (
+                0 <= version < len(self._models)):
+            raise DataError(f"{self.level} query: version must be an integer in "
+                            f"[0, {len(self._models) - 1}], got {version!r}")
         check_query_shape(self.level, self.image_shape, x)
         if not x.is_floating_point():
             raise DataError(f"{self.level} query: images must be float, got {x.dtype}")
@@ -180,7 +193,8 @@ class TargetService:
             # per-query seeds only where randomness needs them (hashing every image costs)
             seeds = query_seeds(x, self.seed) if self._seeded else None
             with torch.inference_mode():
-                logits = seeded_logits(self._model, x.to(self._device, torch.float32), seeds)
+                model = self._models[version]
+                logits = seeded_logits(model, x.to(self._device, torch.float32), seeds)
                 probs = torch.softmax(logits.float(), dim=1)
                 if self._output is not None:
                     probs = self._output(probs, seeds=seeds)
@@ -204,7 +218,7 @@ class TargetService:
             if op == "query":
                 if "images" not in tensors:
                     raise DataError("query message has no 'images' tensor")
-                out = self.answer(tensors["images"])
+                out = self.answer(tensors["images"], meta.get("version", 0))  # type: ignore[arg-type]
                 key = "probs" if self.level == "black-box" else "labels"
                 return encode({key: out}, {"queries": self.queries})
             if op == "charge":

@@ -41,7 +41,7 @@ from torch import Tensor
 from invbench.errors import ConfigError, InvbenchError
 from invbench.serving.codec import MAX_MESSAGE_BYTES, decode, encode
 from invbench.serving.service import ERRORS, TargetService, raise_if_error
-from invbench.types import Reconstruction
+from invbench.types import Reconstruction, UpdateInference
 
 #: seconds to wait for a finished worker to exit before it is terminated
 _JOIN_SECONDS = 30.0
@@ -51,7 +51,9 @@ _JOIN_SECONDS = 30.0
 class IsolatedResult:
     """What an attack run in a worker returns."""
 
-    reconstruction: Reconstruction
+    #: an :class:`~invbench.attacks.base.Attack`'s reconstruction, or an
+    #: :class:`~invbench.attacks.base.UpdateAttack`'s inference of the target's updates
+    reconstruction: Reconstruction | UpdateInference
     prepare_queries: int
     timings: dict[str, float]
     probe: dict[str, Any] | None = field(default=None)
@@ -96,7 +98,9 @@ def run_isolated(
             importable by module and name; its parameters are sent, not the object).
         service: the target behind its access level; it stays in this process.
         public: the public :class:`~invbench.data.protocol.Split` (or ``None``).
-        labels, per_label, seed: as for ``Attack.invert`` (``seed`` also seeds prepare).
+        labels, per_label, seed: as for ``Attack.invert`` (``seed`` also seeds prepare); an
+            :class:`~invbench.attacks.base.UpdateAttack` ignores ``labels`` and
+            ``per_label`` and infers every update ``service`` serves.
         cache_root, cache_owner: the run's cache and the view the attack gets
             (``Cache(cache_root).view(cache_owner)``), or ``None`` for no cache.
         device: where the worker runs the attack (answers arrive there).
@@ -112,7 +116,10 @@ def run_isolated(
             f"attack '{attack.name}' needs {attack.access} access; the service answers "
             f"{service.level} queries"
         )
+    from invbench.attacks.base import UpdateAttack
+
     job: dict[str, Any] = {
+        "mode": "update" if isinstance(attack, UpdateAttack) else "invert",
         "module": module,
         "qualname": qualname,
         "params": attack.get_params(),
@@ -155,10 +162,13 @@ def run_isolated(
     if meta.get("kind") == "attack":  # the attack's own failure, already "Type: message"
         raise InvbenchError(str(meta["error"]))
     raise_if_error(meta)
-    rec = Reconstruction(
-        images=out["images"], labels=out["labels"], scores=out["scores"],
-        queries=int(meta["queries"]),
-    )
+    rec: Reconstruction | UpdateInference
+    if job["mode"] == "update":
+        rec = UpdateInference(label_dist=out["label_dist"], images=out.get("images"),
+                              queries=int(meta["queries"]))
+    else:
+        rec = Reconstruction(images=out["images"], labels=out["labels"], scores=out["scores"],
+                             queries=int(meta["queries"]))
     return IsolatedResult(rec, int(meta["prepare_queries"]), dict(meta.get("timings", {})),
                           meta.get("probe"))
 
@@ -243,19 +253,27 @@ def _worker_main(queries: Connection, control: Connection) -> None:  # pragma: n
         attack.prepare(public, access=access, cache=cache, seed=seed, quiet=quiet)
         t1 = time.perf_counter()
         torch.manual_seed(seed)
-        rec = attack.invert(access, job["labels"], job["per_label"], seed=seed, quiet=quiet)
+        out: dict[str, Tensor]
+        if job["mode"] == "update":
+            inferred = attack.infer_updates(access, seed=seed, quiet=quiet)
+            used = inferred.queries
+            out = {"label_dist": inferred.label_dist}
+            if inferred.images is not None:
+                out["images"] = inferred.images
+        else:
+            rec = attack.invert(access, job["labels"], job["per_label"], seed=seed, quiet=quiet)
+            used = rec.queries
+            out = {"images": rec.images, "labels": rec.labels, "scores": rec.scores}
         t2 = time.perf_counter()
         meta: dict[str, Any] = {
-            "queries": rec.queries,
+            "queries": used,
             "prepare_queries": int(attack.prepare_queries_),
             "timings": {"prepare": round(t1 - t0, 3), "invert": round(t2 - t1, 3)},
         }
         if job["probe"]:
             del attack
             meta["probe"] = _probe()
-        control.send_bytes(encode(
-            {"images": rec.images, "labels": rec.labels, "scores": rec.scores}, meta
-        ))
+        control.send_bytes(encode(out, meta))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back as one line
         kind = next((k for k, t in ERRORS.items() if type(exc) is t), None)
         if kind is None:

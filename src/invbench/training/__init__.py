@@ -9,6 +9,8 @@
   of Wasserstein GANs", https://arxiv.org/abs/1704.00028) from public data.
 - :func:`train_kedmi_gan`: KEDMI's semi-supervised GAN on the target's soft labels.
 - :func:`train_plgmi_cgan`: PLG-MI's conditional GAN on pseudo-labelled public data.
+- :func:`apply_update`: a copy of a deployed model fine-tuned on an update set
+  (:class:`UpdateRecipe`: the online-learning scenario of Updates-Leak).
 - :func:`evaluate_accuracy`: batched top-1 accuracy.
 
 All loops are seeded (same seed and same initial weights give the same trained weights on
@@ -27,9 +29,19 @@ from invbench.training.classifier import (
 )
 from invbench.training.distill import distill_classifier
 from invbench.training.kedmi import train_kedmi_gan
+from invbench.training.update import (
+    UpdateRecipe,
+    apply_update,
+    draw_label_mixtures,
+    draw_samples,
+)
 from invbench.training.wgan import train_wgan_gp
 
 __all__ = [
+    "UpdateRecipe",
+    "apply_update",
+    "draw_label_mixtures",
+    "draw_samples",
     "BatchFn",
     "OptimizerFactory",
     "Sampler",
