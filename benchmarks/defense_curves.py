@@ -41,7 +41,7 @@ def _strength(defense: str, params: dict[str, Any] | None, label: str) -> str:
 
 
 def load_cells(out: Path) -> list[dict[str, Any]]:
-    """Every finished benchmark cell of the store in ``out`` (its result payloads)."""
+    """Every finished inversion cell of the store in ``out`` (its result payloads)."""
     from invbench.bench.store import Store
 
     db = out / "invbench.sqlite"
@@ -52,7 +52,9 @@ def load_cells(out: Path) -> list[dict[str, Any]]:
         rows = store.runs(kind="benchmark")
     finally:
         store.close()
-    return [r["result"] for r in rows if r["status"] == "done"]
+    # attacks on a model's updates have no class-level `success`: not on these curves
+    return [r["result"] for r in rows
+            if r["status"] == "done" and r["result"].get("kind") != "update"]
 
 
 def summarise(cells: list[dict[str, Any]], *, max_loss: float) -> dict[str, Any]:
