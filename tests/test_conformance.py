@@ -195,7 +195,8 @@ def test_update_attack_contract(name, digits_protocol, digits_target, digits_upd
 @pytest.mark.parametrize("name", UPDATES)
 def test_update_attack_runs_behind_the_barrier(name, digits_protocol, digits_target,
                                                digits_updates, tmp_path):
-    """An update attack in the runner's worker never holds the target or its versions."""
+    """An update attack in the runner's worker never holds the target or its versions; over
+    loopback HTTP it infers the same."""
     from invbench.access import model_fingerprint
     from invbench.serving.service import TargetService
     from invbench.serving.worker import run_isolated, tensor_hash
@@ -215,6 +216,26 @@ def test_update_attack_runs_behind_the_barrier(name, digits_protocol, digits_tar
         assert model_fingerprint(model) not in held
         assert not {tensor_hash(t) for t in model.state_dict().values() if t.numel() > 1} \
             & weights
+
+    import threading
+
+    from invbench.serving.channels import HttpChannel
+    from invbench.serving.http import make_server, server_url
+
+    server = make_server(TargetService(digits_target, level=cls.access,
+                                       num_classes=p.num_classes, image_shape=p.image_shape,
+                                       target_key="t", updates=digits_updates), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        acc = BlackBox(HttpChannel(server_url(server)))
+        assert acc.versions == 4
+        atk = cls(**FAST.get(name, {}))
+        atk.prepare(p.public, access=acc, seed=0)
+        over_http = atk.infer_updates(acc, seed=0)
+        assert torch.allclose(over_http.label_dist, result.reconstruction.label_dist)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class _BatchSizes(torch.nn.Module):
