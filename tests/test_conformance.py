@@ -83,12 +83,14 @@ def test_attack_contract(name, target_kind, request, digits_protocol):
         assert atk.prepare_queries_ == q0, "prepare's queries are counted apart"
         return rec
 
-    a, b = run(7), run(7)
+    a = run(7)
     assert a.images.shape == (4, *p.image_shape)
     assert a.images.min() >= 0 and a.images.max() <= 1
     assert a.labels.tolist() == [0, 0, 3, 3] and a.scores.shape == (4,)
-    assert torch.equal(a.images, b.images), "same seed, same reconstructions"
-    assert torch.equal(a.scores, b.scores), "same seed, same scores"
+    if target_kind == "mid":  # a stochastic target: a rerun must not draw other answers
+        b = run(7)
+        assert torch.equal(a.images, b.images), "same seed, same reconstructions"
+        assert torch.equal(a.scores, b.scores), "same seed, same scores"
     weaker = LEVELS[LEVELS.index(cls.access) + 1 :]
     for level in weaker:
         acc = make_access(level, target, num_classes=p.num_classes, image_shape=p.image_shape)
