@@ -40,21 +40,29 @@ def _strength(defense: str, params: dict[str, Any] | None, label: str) -> str:
     return ", ".join(f"{k}={params.get(k)}" for k in keys)
 
 
-def load_cells(out: Path) -> list[dict[str, Any]]:
-    """Every finished inversion cell of the store in ``out`` (its result payloads)."""
+def finished_runs(out: Path, *, script: str) -> list[dict[str, Any]]:
+    """The finished benchmark runs of the store in ``out`` (``Store.runs`` rows).
+
+    Shared by the benchmark scripts that read a run's store (``query_table.py``).
+    """
     from invbench.bench.store import Store
 
     db = out / "invbench.sqlite"
     if not db.is_file():
-        raise SystemExit(f"defense_curves: no store at '{db}'")
+        raise SystemExit(f"{script}: no store at '{db}'")
     store = Store(db)
     try:
         rows = store.runs(kind="benchmark")
     finally:
         store.close()
+    return [r for r in rows if r["status"] == "done"]
+
+
+def load_cells(out: Path) -> list[dict[str, Any]]:
+    """Every finished inversion cell of the store in ``out`` (its result payloads)."""
+    rows = finished_runs(out, script="defense_curves")
     # attacks on a model's updates have no class-level `success`: not on these curves
-    return [r["result"] for r in rows
-            if r["status"] == "done" and r["result"].get("kind") != "update"]
+    return [r["result"] for r in rows if r["result"].get("kind") != "update"]
 
 
 def summarise(cells: list[dict[str, Any]], *, max_loss: float) -> dict[str, Any]:
@@ -111,6 +119,9 @@ def markdown(summary: dict[str, Any], *, max_loss: float) -> str:
                 f"{succ} | {r['acc1']:.2f} | {r['knn_dist']:.2f} | {r['queries']:,} |"
             )
         best = s["best_within_loss"]
+        if s["undefended_success"] is None:  # the undefended cell failed or was not run
+            lines += ["", "No finished undefended cell: no best defense to name.", ""]
+            continue
         lines += ["", (f"Lowest `success` within {max_loss:g} points of the undefended accuracy: "
                        f"**{best['label']}**, {best['success']:.2f} at {best['accuracy']:.3f} "
                        f"(undefended {s['undefended_success']:.2f} at "

@@ -26,22 +26,15 @@ from typing import Any
 
 def load_cells(out: Path) -> list[dict[str, Any]]:
     """The finished query-only cells of the store in ``out``: result payloads and specs."""
-    from invbench.bench.store import Store
+    from defense_curves import finished_runs  # this folder's sibling script
+
     from invbench.registry import ATTACKS
 
-    db = out / "invbench.sqlite"
-    if not db.is_file():
-        raise SystemExit(f"query_table: no store at '{db}'")
-    store = Store(db)
-    try:
-        rows = store.runs(kind="benchmark")
-    finally:
-        store.close()
     cells = []
-    for r in rows:
+    for r in finished_runs(out, script="query_table"):
         res = r["result"]
         name = res.get("attack")
-        if r["status"] != "done" or name not in ATTACKS:
+        if name not in ATTACKS:
             continue
         if ATTACKS.get(name).access == "white-box":
             continue

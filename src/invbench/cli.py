@@ -197,15 +197,8 @@ def run(
 
 
 def _is_update(result: dict[str, Any]) -> bool:
-    """Whether a result is an update attack's (by its kind, or its attack's class)."""
-    if result.get("kind") == "update":
-        return True
-    from invbench.attacks.base import UpdateAttack
-    from invbench.registry import ATTACKS
-
-    name = result.get("attack")
-    return isinstance(name, str) and name in ATTACKS and issubclass(ATTACKS.get(name),
-                                                                   UpdateAttack)
+    """Whether a result row is an update attack's (the runner marks every row's kind)."""
+    return result.get("kind") == "update"
 
 
 def _make_spec(config: Path | None, fields: dict[str, Any]) -> Any:

@@ -221,7 +221,7 @@ class UpdateLeaks(UpdateAttack):
         probe_idx = order[: p.probe_size]
         rest = order[p.probe_size:]
         train_idx, pool_idx = rest[: rest.numel() // 2], rest[rest.numel() // 2:]
-        self.probes_ = self._probe_images(x, y, probe_idx, gen)
+        self.probes_ = self._probe_images(x, probe_idx, gen)
 
         width = p.probe_size * k
         nets: dict[str, nn.Module] = {"scale": _Standardize(width)}
@@ -255,7 +255,8 @@ class UpdateLeaks(UpdateAttack):
         self.nets_ = {n: m.to(access.device).eval().requires_grad_(False)
                       for n, m in nets.items()}
 
-    def _probe_images(self, x: Tensor, y: Tensor, idx: Tensor, gen: torch.Generator) -> Tensor:
+    def _probe_images(self, x: Tensor, idx: Tensor, gen: torch.Generator) -> Tensor:
+        """The probe set (``probes``): public images, uniform noise, or blends of two."""
         kind = self.params.probes
         if kind == "public":
             return x[idx]
@@ -328,8 +329,8 @@ class UpdateLeaks(UpdateAttack):
                 else:
                     classes = sorted(pool_y.unique().tolist())
                     sets, d = draw_label_mixtures(pool_y, n=n_updates, size=p.update_size,
-                                                  classes=classes, generator=gen)
-                    d = F.pad(d, (0, k - d.shape[1]))
+                                                  classes=classes, num_classes=k,
+                                                  generator=gen)
                 for j, idx in enumerate(sets):
                     sel = pool_idx[idx]
                     upd = apply_update(shadow, x[sel], y[sel], recipe=recipe,

@@ -387,6 +387,22 @@ def _save_artifacts(
     return {"grid": str(grid), "reconstructions": str(tensors)}
 
 
+def _cell_header(ctx: RunContext, defense: Defense, attack: Attack | UpdateAttack
+                 ) -> dict[str, Any]:
+    """What names a cell in its result row (done or failed): kind, methods, labels, seed."""
+    return {
+        "kind": "update" if isinstance(attack, UpdateAttack) else "inversion",
+        "dataset": ctx.spec.dataset,
+        "defense": defense.name,
+        "defense_params": defense.get_params(),
+        "attack": attack.name,
+        "attack_params": attack.get_params(),
+        "defense_label": method_label(defense),
+        "attack_label": method_label(attack),
+        "seed": ctx.spec.seed,
+    }
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if isinstance(exc, InvbenchError) else f"{type(exc).__name__}: {text}"
@@ -422,16 +438,7 @@ def run_cell(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any
             f"[red]{method_label(defense)} x {method_label(attack)} failed:[/] {message}",
             quiet=False,
         )
-        result = {
-            "status": "failed",
-            "error": message,
-            "dataset": ctx.spec.dataset,
-            "defense": defense.name,
-            "attack": attack.name,
-            "defense_label": method_label(defense),
-            "attack_label": method_label(attack),
-            "seed": ctx.spec.seed,
-        }
+        result = {"status": "failed", "error": message, **_cell_header(ctx, defense, attack)}
         seconds = time.perf_counter() - t0
         ctx.store.record(
             spec_hash=key,
@@ -480,13 +487,16 @@ def _run_white_box(
 
 
 def _run_query_only(
-    ctx: RunContext, defense: Defense, attack: Attack, model: nn.Module
-) -> tuple[Reconstruction, float, float]:
+    ctx: RunContext, defense: Defense, attack: Attack | UpdateAttack, model: nn.Module,
+    *, updates: list[nn.Module] | None = None, target_key: str | None = None,
+) -> tuple[Reconstruction | UpdateInference, float, float]:
     """Run a black-box or label-only attack in a worker process this process serves.
 
     The target stays here, behind a :class:`TargetService` (output processing, budget and
     query counting on this side); the attack runs in a fresh interpreter that reaches it
-    only through query messages (:mod:`invbench.serving.worker`).
+    only through query messages (:mod:`invbench.serving.worker`). ``updates``: the
+    target's updated versions, served beside it to an update attack; ``target_key``: the
+    served target's identity (default: the trained target's cache key).
     """
     s = ctx.spec
     service = TargetService(
@@ -496,8 +506,10 @@ def _run_query_only(
         image_shape=ctx.protocol.image_shape,
         output=ctx.output,
         budget=s.budget,
-        target_key=served_target_key(ctx.target_keys[_target_label(defense)], ctx.output),
+        target_key=served_target_key(
+            target_key or ctx.target_keys[_target_label(defense)], ctx.output),
         seed=s.seed,
+        updates=updates or (),
     )
     result = run_isolated(
         attack,
@@ -550,7 +562,6 @@ def _execute(
     key: str,
     t0: float,
 ) -> dict[str, Any]:
-    s = ctx.spec
     model, acc = run_target(ctx, defense)
     judges = run_judges(ctx)
     refs = _references(ctx, defense, model)
@@ -561,6 +572,7 @@ def _execute(
         rec, t_prepare, t_invert = _run_white_box(ctx, defense, attack, model)
     else:
         rec, t_prepare, t_invert = _run_query_only(ctx, defense, attack, model)
+        assert isinstance(rec, Reconstruction)
     cell = f"{method_label(defense)} x {method_label(attack)}"
     t1 = time.perf_counter()
     judgement = judge(rec, judges)
@@ -581,16 +593,9 @@ def _execute(
     )
     result = {
         "status": "done",
-        "dataset": s.dataset,
+        **_cell_header(ctx, defense, attack),
         "num_classes": ctx.protocol.num_classes,
-        "defense": defense.name,
-        "defense_params": defense.get_params(),
-        "attack": attack.name,
-        "attack_params": attack.get_params(),
-        "defense_label": method_label(defense),
-        "attack_label": method_label(attack),
         **{f"defense_{k}": v for k, v in defense.report_.items()},
-        "seed": s.seed,
         "target_accuracy": acc,
         "evaluator_accuracy": {ev.name: ev.accuracy for ev in judges.ensemble},
         "metrics": metrics,
@@ -645,10 +650,9 @@ def draw_update_sets(
         lab = torch.tensor(labels, dtype=torch.long).repeat_interleave(s.per_label)
         idx = draw_samples(p.private_test.y, lab, generator=gen)
         return [i.view(1) for i in idx], torch.nn.functional.one_hot(lab, k).float()
-    sets, dist = draw_label_mixtures(p.private_test.y, n=len(labels) * s.per_label,
-                                     size=attack.update_size(), classes=sorted(labels),
-                                     generator=gen)
-    return sets, torch.nn.functional.pad(dist, (0, k - dist.shape[1]))
+    return draw_label_mixtures(p.private_test.y, n=len(labels) * s.per_label,
+                               size=attack.update_size(), classes=sorted(labels),
+                               num_classes=k, generator=gen)
 
 
 def _execute_update(
@@ -679,32 +683,15 @@ def _execute_update(
     sets, true_dist = draw_update_sets(ctx, attack)
     x, y = p.private_test.x, p.private_test.y
     recipe = attack.update_recipe()
-    updated = []
-    for i, idx in enumerate(sets):
-        reseed(model, s.seed)
-        updated.append(apply_update(model, x[idx], y[idx], recipe=recipe,
-                                    seed=int(s.seed) * 1_000_003 + i))
+    # apply_update reseeds each copy itself
+    updated = [apply_update(model, x[idx], y[idx], recipe=recipe,
+                            seed=int(s.seed) * 1_000_003 + i) for i, idx in enumerate(sets)]
     reseed(model, s.seed)
     t_update = _timed(ctx, f"update {cell}", t1)
     base_key = ctx.target_keys[_target_label(defense)]
-    service = TargetService(
-        model, level=attack.access, num_classes=p.num_classes, image_shape=p.image_shape,
-        output=ctx.output, budget=s.budget,
-        target_key=served_target_key(f"{base_key}|updates={key}", ctx.output),
-        seed=s.seed, updates=updated,
-    )
-    result = run_isolated(
-        attack, service, public=p.public, labels=_labels(s, p), per_label=s.per_label,
-        seed=s.seed, cache_root=ctx.cache.root, cache_owner=attack.cache_owner(),
-        device=str(ctx.device), quiet=ctx.quiet,
-    )
-    inferred = result.reconstruction
+    inferred, t_prepare, t_invert = _run_query_only(
+        ctx, defense, attack, model, updates=updated, target_key=f"{base_key}|updates={key}")
     assert isinstance(inferred, UpdateInference)
-    attack.prepare_queries_ = result.prepare_queries
-    t_prepare = float(result.timings.get("prepare", 0.0))
-    t_invert = float(result.timings.get("invert", 0.0))
-    for name, dt in ((f"prepare {method_label(attack)}", t_prepare), (f"invert {cell}", t_invert)):
-        ctx.timings[name] = round(ctx.timings.get(name, 0.0) + dt, 3)
     single = attack.update_size() == 1
     true_images = torch.cat([x[idx] for idx in sets]) if single else None
     t1 = time.perf_counter()
@@ -723,17 +710,9 @@ def _execute_update(
         + f" [dim]{seconds:.0f} s[/]", quiet=ctx.quiet)
     out = {
         "status": "done",
-        "kind": "update",
-        "dataset": s.dataset,
+        **_cell_header(ctx, defense, attack),
         "num_classes": p.num_classes,
-        "defense": defense.name,
-        "defense_params": defense.get_params(),
-        "attack": attack.name,
-        "attack_params": attack.get_params(),
-        "defense_label": method_label(defense),
-        "attack_label": method_label(attack),
         **{f"defense_{k}": v for k, v in defense.report_.items()},
-        "seed": s.seed,
         "target_accuracy": acc,
         "updates": len(sets),
         "update_size": attack.update_size(),

@@ -116,7 +116,8 @@ def draw_samples(y: Tensor, labels: Tensor, *, generator: torch.Generator) -> Te
 
 
 def draw_label_mixtures(
-    y: Tensor, *, n: int, size: int, classes: list[int], generator: torch.Generator
+    y: Tensor, *, n: int, size: int, classes: list[int], generator: torch.Generator,
+    num_classes: int | None = None,
 ) -> tuple[list[Tensor], Tensor]:
     """``n`` update sets of ``size`` indices of ``y`` with random label proportions.
 
@@ -124,7 +125,8 @@ def draw_label_mixtures(
     from one class to all of them), its class counts from the multinomial of those
     proportions, and its samples without replacement within each class (with replacement
     when a class has fewer samples than asked). Returns the index sets and their label
-    distributions ``(n, max(classes) + 1)`` (the fraction of each label in each set).
+    distributions ``(n, num_classes)`` (default ``max(classes) + 1``; the fraction of each
+    label in each set).
     """
     if n < 1 or size < 1 or not classes:
         raise ConfigError(f"draw_label_mixtures: need n >= 1, size >= 1 and classes, got "
@@ -133,7 +135,10 @@ def draw_label_mixtures(
     empty = [c for c, pool in pools.items() if pool.numel() == 0]
     if empty:
         raise ConfigError(f"no sample of classes {empty} to draw update sets from")
-    width = max(classes) + 1
+    width = max(classes) + 1 if num_classes is None else int(num_classes)
+    if width <= max(classes):
+        raise ConfigError(f"draw_label_mixtures: num_classes={width} but classes reach "
+                          f"{max(classes)}")
     sets, dists = [], torch.zeros(n, width)
     for i in range(n):
         e = -torch.log(torch.rand(len(classes), generator=generator).clamp_min(1e-12))
