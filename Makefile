@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,mnist,warfarin,dp
+EXTRAS ?= dev,mnist,warfarin,dp,ray,browser
 
 .PHONY: run test lint bench clean-cache
 

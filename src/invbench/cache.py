@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
+import os
 import re
+import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,17 @@ from invbench._io import (  # noqa: F401  (re-exported for callers of the cache)
 #: entries written by older code. Bump it whenever the sidecar format or a model's state-dict
 #: layout changes (e.g. how a model is built or trained). 2: sidecars carry ``sha256``.
 FORMAT_VERSION = 2
+
+_LOCAL = threading.local()
+
+
+def _held_locks() -> set[str]:
+    """The entry locks this thread holds (what makes :meth:`Cache.lock` reentrant)."""
+    held = getattr(_LOCAL, "held", None)
+    if held is None:
+        held = _LOCAL.held = set()
+    return held
+
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -124,8 +138,13 @@ class Cache:
         root: cache folder (created on first save), e.g. :func:`default_cache_dir`.
 
     ``kind`` names a sub-folder per artifact type (``"target"``, ``"gan"``, ``"evaluator"``,
-    ``"features"``...); ``key`` comes from :meth:`key`. Safe to share between processes:
-    concurrent writers of one key each write a complete file and the last one wins.
+    ``"features"``...); ``key`` comes from :meth:`key`. Safe to share between processes (a
+    sweep's workers, two sweeps on one folder, a Ray cluster on a shared filesystem): every
+    write of an entry and every :meth:`get_or_create` holds an exclusive lock on that key
+    (:meth:`lock`, ``fcntl.flock`` on ``<kind>/<key>.lock``), so one key is never built twice
+    at once — the second caller waits and loads what the first built — and no sidecar is ever
+    paired with another writer's tensors. The locks need a filesystem with working POSIX
+    ``flock`` (local disks; NFSv4; not every network filesystem).
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -161,6 +180,33 @@ class Cache:
         _check_name(kind, "kind")
         _check_name(key, "key")
         return self.root / kind / f"{key}.safetensors"
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, key: str) -> Iterator[None]:
+        """Hold the exclusive lock of one entry (reentrant within a thread).
+
+        Other processes and threads that lock the same ``(kind, key)`` wait until it is
+        released; the lock goes with the process if it dies (``kill -9`` leaves nothing held).
+        Used by :meth:`get_or_create` and every write; callers that load, compute and save an
+        entry themselves hold it around all three.
+        """
+        path = self.path(kind, key).with_suffix(".lock")
+        held = _held_locks()
+        if str(path) in held:
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.add(str(path))
+            try:
+                yield
+            finally:
+                held.discard(str(path))
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def _sidecar(self, kind: str, key: str) -> Path:
         return self.path(kind, key).with_suffix(".json")
@@ -220,8 +266,6 @@ class Cache:
         meta: Mapping[str, Any],
         parts: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        from safetensors.torch import save_file
-
         clash = RESERVED_META_KEYS.intersection(meta)
         if clash:
             raise ValueError(f"cache meta may not use the reserved keys {sorted(clash)}")
@@ -236,6 +280,13 @@ class Cache:
             entries=_entries(tensors),
         )
         json.dumps(sidecar, allow_nan=False)  # fails here, before anything is written
+        with self.lock(kind, key):
+            return self._write_locked(kind, key, tensors, sidecar)
+
+    def _write_locked(self, kind: str, key: str, tensors: Mapping[str, torch.Tensor],
+                      sidecar: dict[str, Any]) -> dict[str, Any]:
+        from safetensors.torch import save_file
+
         data, side = self.path(kind, key), self._sidecar(kind, key)
         data.parent.mkdir(parents=True, exist_ok=True)
         # Remove the old sidecar first: while the data file is being replaced there is no
@@ -324,14 +375,17 @@ class Cache:
         ``build_seconds`` (time spent in ``create``) and ``entries`` (tensor shapes).
         """
         key = self.key(parts)
-        meta = self.load_modules(kind, key, modules)
-        if meta is not None:
-            return meta, True
-        t0 = time.perf_counter()
-        extra = dict(create() or {})
-        extra.setdefault("build_seconds", round(time.perf_counter() - t0, 3))
-        meta = self._write(kind, key, _module_tensors(modules), extra, parts)
-        return meta, False
+        # the lock spans look-up, build and write: a second process asking for the same
+        # entry waits here and then loads it instead of building it again
+        with self.lock(kind, key):
+            meta = self.load_modules(kind, key, modules)
+            if meta is not None:
+                return meta, True
+            t0 = time.perf_counter()
+            extra = dict(create() or {})
+            extra.setdefault("build_seconds", round(time.perf_counter() - t0, 3))
+            meta = self._write(kind, key, _module_tensors(modules), extra, parts)
+            return meta, False
 
     # ---- plain tensors
 

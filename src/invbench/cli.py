@@ -167,6 +167,46 @@ def run(
     spec = _make_spec(config, fields)
     columns = _metric_columns(metrics)
     results = run_benchmark(spec, quiet=quiet)
+    _print_results(results, out=spec.out, columns=columns, as_json=as_json)
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Sweep YAML: a run spec with {grid: [...]} "
+                                         "values, seeds: [...] and zip: blocks.")],
+    workers: Annotated[int, typer.Option(help="Cells run at once (local process pool, or "
+                                         "the CPUs of a --address local Ray instance).")] = 1,
+    backend: Annotated[str, typer.Option(help="local (this machine) or ray.")] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address (HOST:PORT, ray://HOST:PORT) or 'local'."),
+    ] = None,
+    out: OutOpt = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Table columns, comma-separated metric keys (as in `run`)."),
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """Run a grid of cells (datasets x defenses x strengths x attacks x seeds); resumable.
+
+    Cells the store in --out already holds are not run again, so rerunning after an
+    interruption (even kill -9) runs only what is missing. Exits 1 when a cell failed.
+    """
+    from invbench.bench.grid import load_sweep
+    from invbench.bench.sweep import check_backend, run_sweep
+
+    check_backend(backend, workers=workers, address=address)
+    plan = load_sweep(spec, out=out)
+    columns = _metric_columns(metrics)
+    results = run_sweep(plan, workers=workers, backend=backend, address=address, quiet=quiet)
+    _print_results(results, out=plan.out, columns=columns, as_json=as_json)
+
+
+def _print_results(results: list[dict[str, Any]], *, out: Path, columns: list[str] | None,
+                   as_json: bool) -> None:
+    """Print result rows (one JSON array, or the tables) and exit 1 if a cell failed."""
     failed = [r for r in results if r.get("status") == "failed"]
     if as_json:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
@@ -186,7 +226,7 @@ def run(
             grid = (r.get("artifacts") or {}).get("grid")
             if grid:
                 _out.print(f"{r['defense']} x {r['attack']}: {grid}", highlight=False)
-        _out.print(f"store: {spec.out / 'invbench.sqlite'}", highlight=False)
+        _out.print(f"store: {out / 'invbench.sqlite'}", highlight=False)
     if failed:
         for r in failed:
             sys.stderr.write(

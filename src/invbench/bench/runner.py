@@ -70,7 +70,9 @@ class RunContext:
     protocol: Protocol
     device: torch.device
     cache: Cache
-    store: Store
+    #: where finished cells are recorded: the SQLite :class:`Store`, or a
+    #: :class:`Collector` in a sweep's worker (the sweep's driver is the only writer)
+    store: Store | Collector
     quiet: bool
     judges: EvalContext | None = None
     ref_index: Tensor | None = None
@@ -81,6 +83,30 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
     #: the spec's output processing of query answers (None: raw probabilities)
     output: OutputProcessing | None = None
+
+
+class Collector:
+    """Holds the records of finished cells in memory instead of writing a store.
+
+    A sweep's worker runs its cell with one (:func:`run_benchmark`'s ``store``) and returns
+    :attr:`records` to the driver, which writes them: the store has one writer. Each record
+    is the keyword arguments of :meth:`Store.record` (JSON-able, picklable).
+    """
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def find(self, spec_hash: str) -> dict[str, Any] | None:
+        """Nothing is found: the driver only sends cells the store lacks."""
+        return None
+
+    def record(self, **record: Any) -> int:
+        """Keep one finished cell's record."""
+        self.records.append(record)
+        return len(self.records)
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 class EndpointTarget:
@@ -160,11 +186,17 @@ def _target_label(defense: Defense) -> str:
 
 def cell_spec(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, Any]:
     """The resolved spec of one (defense, attack) cell: everything its numbers depend on."""
-    s = ctx.spec
+    return resolved_cell_spec(ctx.spec, ctx.protocol, ctx.device, defense, attack)
+
+
+def resolved_cell_spec(spec: RunSpec, protocol: Protocol, device: torch.device,
+                       defense: Defense, attack: Attack) -> dict[str, Any]:
+    """:func:`cell_spec` without a run context (a sweep's driver keys its cells with it)."""
+    s = spec
     return {
         "result_version": RESULT_VERSION,
         "dataset": s.dataset,
-        "protocol": ctx.protocol.describe(),
+        "protocol": protocol.describe(),
         "resolution": s.resolution,
         "train": s.train.model_dump(),
         "evaluator": s.evaluator.model_dump(),
@@ -173,12 +205,12 @@ def cell_spec(ctx: RunContext, defense: Defense, attack: Attack) -> dict[str, An
         "defense_params": defense.get_params(),
         "attack": attack.name,
         "attack_params": attack.get_params(),
-        "labels": _labels(s, ctx.protocol),
+        "labels": _labels(s, protocol),
         "per_label": s.per_label,
         "budget": s.budget,
         "output": None if s.output is None else s.output.model_dump(),
         "seed": s.seed,
-        "device": ctx.device.type,
+        "device": device.type,
     }
 
 
@@ -355,6 +387,16 @@ def fooled_warnings(refs: dict[str, dict[str, float | None]]) -> list[str]:
     return out
 
 
+#: private training and held-out images per attacked class stored beside reconstructions
+ARTIFACT_PER_CLASS = 8
+
+
+def _per_class(x: Tensor, y: Tensor, classes: list[int], n: int) -> tuple[Tensor, Tensor]:
+    """The first ``n`` images of each class in ``classes`` (in dataset order) and their labels."""
+    idx = torch.cat([torch.nonzero(y == c).flatten()[:n] for c in classes])
+    return x[idx].contiguous(), y[idx].contiguous()
+
+
 def _save_artifacts(
     ctx: RunContext, rec: Reconstruction, per_image: dict[str, Tensor], name: str
 ) -> dict[str, str]:
@@ -376,11 +418,20 @@ def _save_artifacts(
         class_names=list(ctx.protocol.class_names),
     )
     tensors = out_dir / f"{name}.safetensors"
+    classes = sorted(set(rec.labels.tolist()))
+    train_x, train_y = _per_class(p.x, p.y, classes, ARTIFACT_PER_CLASS)
+    t = ctx.protocol.private_test
+    test_x, test_y = _per_class(t.x, t.y, classes, ARTIFACT_PER_CLASS)
     payload = {
         "images": rec.images.contiguous(),
         "labels": rec.labels.contiguous(),
         "scores": rec.scores.contiguous(),
         **{k: v.contiguous() for k, v in per_image.items()},
+        # what a report or a human judge shows beside the reconstructions, so neither has
+        # to reload the dataset: the first private training images of each attacked class
+        # and held-out private images of each (never trained on: the judge's controls)
+        "private_images": train_x, "private_labels": train_y,
+        "heldout_images": test_x, "heldout_labels": test_y,
     }
     with atomic_path(tensors) as tmp:
         save_file(payload, str(tmp))
@@ -760,24 +811,9 @@ def _save_update_artifacts(ctx: RunContext, inferred: UpdateInference, true_dist
     return artifacts
 
 
-def run_benchmark(
-    spec: RunSpec, *, quiet: bool = False, timings: dict[str, float] | None = None
-) -> list[dict[str, Any]]:
-    """Run every (defense, attack) cell of ``spec``; returns one result dict per cell.
-
-    ``spec`` must be validated (:func:`invbench.config.make_spec` / ``load_spec``); the data is
-    loaded and every method is built for its image shape before the store is opened, so bad
-    input writes nothing. Failed cells come back with ``status: "failed"`` and an ``error``.
-    ``timings``, when given, is filled with seconds per stage (data, each target, each
-    evaluator, references, each prepare/invert/metrics).
-    """
-    t0 = time.perf_counter()
-    device = check_device(spec.device)
-    attacks = [build_method("attack", m) for m in spec.attacks]
-    endpoint = EndpointTarget(spec.target_url) if spec.target_url is not None else None
-    defenses = ([endpoint] if endpoint is not None
-                else [build_method("defense", m) for m in spec.defenses])
-    protocol = load_protocol(
+def load_spec_protocol(spec: RunSpec) -> Protocol:
+    """The protocol a run spec names (dataset, split, cap and seed)."""
+    return load_protocol(
         spec.dataset,
         data_dir=spec.data_dir,
         resolution=spec.resolution,
@@ -787,6 +823,29 @@ def run_benchmark(
         max_per_class=spec.protocol.max_per_class,
         seed=spec.seed,
     )
+
+
+def run_benchmark(
+    spec: RunSpec, *, quiet: bool = False, timings: dict[str, float] | None = None,
+    store: Collector | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (defense, attack) cell of ``spec``; returns one result dict per cell.
+
+    ``spec`` must be validated (:func:`invbench.config.make_spec` / ``load_spec``); the data is
+    loaded and every method is built for its image shape before the store is opened, so bad
+    input writes nothing. Failed cells come back with ``status: "failed"`` and an ``error``.
+    ``timings``, when given, is filled with seconds per stage (data, each target, each
+    evaluator, references, each prepare/invert/metrics). ``store``: a :class:`Collector`
+    that keeps the finished cells' records instead of the store in ``spec.out`` (a sweep's
+    worker; nothing is looked up, every cell runs).
+    """
+    t0 = time.perf_counter()
+    device = check_device(spec.device)
+    attacks = [build_method("attack", m) for m in spec.attacks]
+    endpoint = EndpointTarget(spec.target_url) if spec.target_url is not None else None
+    defenses = ([endpoint] if endpoint is not None
+                else [build_method("defense", m) for m in spec.defenses])
+    protocol = load_spec_protocol(spec)
     if endpoint is not None:
         endpoint.check(protocol, attacks)  # type: ignore[arg-type]
         check_against_protocol(spec, protocol, [], attacks)  # type: ignore[arg-type]
@@ -800,7 +859,7 @@ def run_benchmark(
     )
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    store = Store(out / "invbench.sqlite")
+    store = Store(out / "invbench.sqlite") if store is None else store
     ctx = RunContext(
         spec=spec,
         protocol=protocol,

@@ -214,9 +214,19 @@ class Evaluator:
         hit = self._private.get(fp)
         if hit is not None:
             return hit[0].to(dev), hit[1].to(dev)
-        key = None
-        if self.cache is not None and self.cache_key is not None:
+        if self.cache is None or self.cache_key is None:
+            out = self._compute_private(protocol, None)
+        else:
             key = self.cache.key({"evaluator": self.cache_key, "protocol": fp})
+            with self.cache.lock(_FEATURE_KIND, key):  # one process computes, the rest load
+                out = self._compute_private(protocol, key)
+        self._private[fp] = out
+        return out
+
+    def _compute_private(self, protocol: Protocol, key: str | None) -> tuple[Tensor, Tensor]:
+        """Load the private features from the cache entry ``key`` or compute (and save) them."""
+        dev = self.device
+        if key is not None and self.cache is not None:
             loaded = self.cache.load_tensors(_FEATURE_KIND, key)
             if loaded is not None:
                 tensors, _meta = loaded
@@ -227,9 +237,7 @@ class Evaluator:
                     and feats.shape[0] == len(protocol.private_train)
                     and torch.equal(labels.long(), protocol.private_train.y.long())
                 ):
-                    out = (feats.to(dev).float(), labels.to(dev).long())
-                    self._private[fp] = out
-                    return out
+                    return feats.to(dev).float(), labels.to(dev).long()
         feats = self.features(protocol.private_train.x)
         labels = protocol.private_train.y.to(dev).long()
         if key is not None and self.cache is not None:
@@ -237,9 +245,9 @@ class Evaluator:
                 _FEATURE_KIND,
                 key,
                 {"features": feats.detach().cpu().contiguous(), "labels": labels.cpu()},
-                {"arch": self.arch, "protocol": fp, "n": int(feats.shape[0])},
+                {"arch": self.arch, "protocol": protocol.fingerprint(),
+                 "n": int(feats.shape[0])},
             )
-        self._private[fp] = (feats, labels)
         return feats, labels
 
 
