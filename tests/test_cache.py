@@ -345,3 +345,47 @@ def test_a_view_reaches_only_its_owners_entries(tmp_path) -> None:
         mine.view("attack-b")
     with _pytest.raises(ValueError):
         cache.view("../targets")
+
+
+_RACER = """
+import sys, time
+import torch
+from torch import nn
+from invbench.cache import Cache
+
+root, log, tag = sys.argv[1], sys.argv[2], sys.argv[3]
+net = nn.Linear(3, 2)
+
+def create():
+    with open(log, "a") as f:
+        f.write(tag + "\\n")
+    time.sleep(1.0)  # a slow build: the other process arrives while it runs
+    torch.manual_seed(7)
+    net.reset_parameters()
+    return {"by": tag}
+
+meta, hit = Cache(root).get_or_create("target", {"k": 1}, {"m": net}, create)
+# then hammer one plain-tensor entry: every write is a complete, self-consistent pair
+for i in range(20):
+    Cache(root).save_tensors("features", "k" * 8, {"x": torch.full((64,), float(i))},
+                             {"writer": tag})
+print(int(hit), meta["by"], float(net.weight.sum()))
+"""
+
+
+def test_two_processes_build_one_entry_once_and_never_mix_writes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    log = tmp_path / "builds.txt"
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path / "c"), str(log), t],
+                              stdout=subprocess.PIPE, text=True) for t in ("a", "b")]
+    outs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(log.read_text().split()) == 1  # built once
+    hits = sorted(int(o[0]) for o in outs)
+    assert hits == [0, 1] and outs[0][1] == outs[1][1] and outs[0][2] == outs[1][2]
+    got = Cache(tmp_path / "c").load_tensors("features", "k" * 8)
+    assert got is not None  # the sidecar's sha256 matches the tensors beside it
+    tensors, meta = got
+    assert meta["writer"] in ("a", "b") and tensors["x"].unique().numel() == 1

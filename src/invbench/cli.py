@@ -320,12 +320,29 @@ def runs(
         "runs"
     ),
     kind: Annotated[str | None, typer.Option(help="Only runs of this kind.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+    dataset: Annotated[str | None, typer.Option(help="Only runs on this dataset.")] = None,
+    attack: Annotated[
+        str | None, typer.Option(help="Only runs of this attack (name, e.g. gmi).")
+    ] = None,
+    defense: Annotated[
+        str | None, typer.Option(help="Only runs of this defense (name, e.g. mid).")
+    ] = None,
+    status: Annotated[str | None, typer.Option(help="Only done or failed runs.")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, json or csv (one row per run).")
+    ] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
-    """Show the stored runs."""
-    from invbench.bench.store import Store
+    """Show the stored runs, filtered (filters combine with AND)."""
+    from invbench.bench.store import STATUSES, Store
     from invbench.errors import ConfigError
+    from invbench.report.tables import filter_runs, runs_csv
 
+    fmt = "json" if as_json else fmt
+    if fmt not in ("table", "json", "csv"):
+        raise ConfigError(f"--format must be table, json or csv, got '{fmt}'")
+    if status is not None and status not in STATUSES:
+        raise ConfigError(f"--status must be one of {', '.join(STATUSES)}, got '{status}'")
     db = out / "invbench.sqlite"
     if not db.is_file():
         raise ConfigError(f"no store at '{db}': run `invbench run --out {out}` first")
@@ -334,8 +351,12 @@ def runs(
         rows = store.runs(kind=kind)
     finally:
         store.close()
-    if as_json:
+    rows = filter_runs(rows, dataset=dataset, attack=attack, defense=defense, status=status)
+    if fmt == "json":
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    if fmt == "csv":
+        sys.stdout.write(runs_csv(rows))
         return
     from invbench.report.tables import runs_table
 
@@ -433,6 +454,95 @@ def analyze_fisher(
     _out.print(f"plot: {path}", highlight=False)
 
 
+StoreOutOpt = Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")]
+
+
+def _open_rows(out: Path) -> list[dict[str, Any]]:
+    """Every stored benchmark run of the store in ``out`` (a missing store is one line)."""
+    from invbench.bench.store import Store
+    from invbench.errors import ConfigError
+
+    db = out / "invbench.sqlite"
+    if not db.is_file():
+        raise ConfigError(f"no store at '{db}': run `invbench run --out {out}` or "
+                          f"`invbench sweep SPEC --out {out}` first")
+    with Store(db) as store:
+        return store.runs(kind="benchmark")
+
+
+@analyze.command("tradeoff")
+def analyze_tradeoff(
+    out: StoreOutOpt = Path("runs"),
+    metric: Annotated[str, typer.Option(help="Attack metric on the curves.")] = "success",
+    png_dir: Annotated[
+        Path | None, typer.Option(help="Write one PNG per dataset and attack here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """Privacy-utility curves of the stored cells: per defense and strength, the mean over
+    seeds of target accuracy and the attack's metric with 95% intervals (t over >= 3 seeds,
+    else a bootstrap over reconstructions), the Pareto front, the metric at 1/3/5 points of
+    accuracy loss and the area under each defense's curve.
+    """
+    from invbench.analysis.tradeoff import tradeoff
+    from invbench.errors import ConfigError
+    from invbench.report.plots import curve_plot
+
+    if png_dir is not None and png_dir.exists() and not png_dir.is_dir():
+        raise ConfigError(f"--png-dir '{png_dir}' exists and is not a directory")
+    curves = tradeoff(_open_rows(out), metric=metric)
+    plots = []
+    if png_dir is not None:
+        png_dir.mkdir(parents=True, exist_ok=True)
+        for c in curves:
+            name = f"tradeoff-{c.dataset}-{c.attack}".replace(" ", "")
+            safe = "".join(ch if ch.isalnum() or ch in "-_.=" else "_" for ch in name)
+            plots.append(str(curve_plot(png_dir / f"{safe}.png", c)))
+    if as_json:
+        data = [{**c.to_dict(), "plot": plots[i] if plots else None}
+                for i, c in enumerate(curves)]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    from invbench.report.tables import tradeoff_tables
+
+    for table in tradeoff_tables(curves):
+        _out.print(table)
+    for path in plots:
+        _out.print(f"plot: {path}", highlight=False)
+
+
+@analyze.command("accuracy-success")
+def analyze_accuracy_success(
+    out: StoreOutOpt = Path("runs"),
+    metric: Annotated[str, typer.Option(help="Attack metric to correlate.")] = "success",
+    defense: Annotated[str, typer.Option(help="Only cells of this defense.")] = "none",
+    plot: Annotated[
+        Path | None, typer.Option("--plot", "-o", help="Write the scatter plot here (.png).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """Does attack success rise with the target's accuracy (MIBench)? Spearman's rank
+    correlation over the stored cells of one defense (e.g. a sweep over train.arch and
+    train.epochs), per attack.
+    """
+    from invbench.analysis.tradeoff import accuracy_vs_success
+    from invbench.report.plots import correlation_plot
+
+    corrs = accuracy_vs_success(_open_rows(out), metric=metric, defense=defense)
+    if plot is not None:
+        correlation_plot(plot, corrs)
+    if as_json:
+        data = {"correlations": [c.to_dict() for c in corrs],
+                "plot": None if plot is None else str(plot)}
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    from invbench.report.tables import correlation_table
+
+    _out.print(correlation_table(corrs))
+    if plot is not None:
+        _out.print(f"plot: {plot}", highlight=False)
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
@@ -525,6 +635,196 @@ def serve(
     finally:
         server.server_close()
         log(f"served {service.queries} queries", quiet=quiet)
+
+
+
+def _open_store(out: Path) -> Any:
+    """The results store under ``out``; a missing one is a one-line ConfigError."""
+    from invbench.bench.store import Store
+    from invbench.errors import ConfigError
+
+    db = out / "invbench.sqlite"
+    if not db.is_file():
+        raise ConfigError(f"no store at '{db}': run `invbench run --out {out}` first")
+    return Store(db)
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")] = Path(
+        "runs"
+    ),
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="The HTML file to write. Default: OUT/report.html."),
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"report": path, "cells": n}.')
+    ] = False,
+) -> None:
+    """Write a self-contained HTML report of the store (one file, no network).
+
+    The results table (sortable), the privacy-utility plots, the human judging results
+    (`invbench judge`) and, per cell, each class's private images beside its reconstructions.
+    """
+    from invbench.errors import ConfigError
+    from invbench.progress import log
+    from invbench.report.html import write_report
+
+    store = _open_store(out)
+    try:
+        rows = store.runs(kind="benchmark")
+        judgements = store.judgements()
+    finally:
+        store.close()
+    if not rows:
+        raise ConfigError(f"no benchmark cells in '{store.path}': run `invbench run --out "
+                          f"{out}` first")
+    path = output if output is not None else out / "report.html"
+    if path.is_dir():
+        raise ConfigError(f"--output '{path}' is a folder; give a file name (report.html)")
+    figures: list[tuple[str, bytes]] = []
+    import importlib
+
+    for module in ("invbench.report.plots", "invbench.analysis.tradeoff"):
+        # the trade-off plots (PNG bytes per dataset and attack), where this invbench has them
+        try:
+            draw = getattr(importlib.import_module(module), "tradeoff_figures", None)
+        except ModuleNotFoundError:
+            continue
+        if draw is not None:
+            figures = list(draw(rows))
+            break
+    log(f"writing the report of {len(rows)} cells ...", quiet=quiet)
+    write_report(path, rows, figures=figures, judgements=judgements)
+    if as_json:
+        sys.stdout.write(json.dumps({"report": str(path), "cells": len(rows)}) + "\n")
+    else:
+        sys.stdout.write(f"{path}\n")
+
+
+@app.command()
+def judge(
+    out: Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")] = Path(
+        "runs"
+    ),
+    cells: Annotated[
+        str | None,
+        typer.Option(help="Run ids of the cells to judge, comma-separated (see `invbench "
+                     "runs`). Default: every done inversion cell."),
+    ] = None,
+    judge_name: Annotated[
+        str, typer.Option("--judge", help="Who is judging (answers are stored per judge).")
+    ] = "anonymous",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8766,
+    host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
+    controls: Annotated[
+        float, typer.Option(help="Share of items that are controls with a known answer, in "
+                            "[0, 1).")
+    ] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the controls and the order.")] = 0,
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-browser", help="Open the page in a browser.")
+    ] = False,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="Print the human rates so far; serve nothing.")
+    ] = False,
+    quiet: QuietOpt = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the URL (or, with --summary, the rates) as "
+                           "one JSON line.")
+    ] = False,
+) -> None:
+    """Judge reconstructions yourself in the browser (served on this machine until Ctrl-C).
+
+    Protocol of Ho et al. (arXiv 2505.03519): one item at a time, image A beside a set B of
+    private training images of one class: "Is image A the same class/identity as the images
+    in set B?" yes / no / unsure (keys y / n / u). Items are the reconstructions plus control
+    items with a known answer (held-out private images of the class or of another class).
+    Every answer is stored at once; reopening the page continues. `--summary` prints human
+    success per attack and cell, each judge's accuracy on controls and the automatic
+    decisions' false-positive / false-negative rates against people.
+    """
+    from invbench.report.judge import (
+        JudgeSession,
+        check_controls,
+        check_judge_name,
+        judge_url,
+        load_judge_cells,
+        make_judge_server,
+        parse_cells,
+    )
+    from invbench.serving.http import check_loopback_host
+
+    if summary:
+        from invbench.metrics.human import human_rates
+
+        store = _open_store(out)
+        try:
+            rates = human_rates(store)
+        finally:
+            store.close()
+        if as_json:
+            sys.stdout.write(json.dumps(rates) + "\n")
+            return
+        if not rates["answers"]:
+            _out.print(f"no judgements yet in {out / 'invbench.sqlite'}: run `invbench judge "
+                       f"--out {out}`", highlight=False)
+            return
+        from invbench.report.judge import human_tables
+
+        for table in human_tables(rates):
+            _out.print(table)
+        return
+    judge_name = check_judge_name(judge_name)
+    check_controls(controls)
+    check_loopback_host(host)
+    if not 0 <= port <= 65535:
+        from invbench.errors import ConfigError
+
+        raise ConfigError(f"--port must be 0..65535, got {port}")
+    ids = parse_cells(cells)
+    store = _open_store(out)
+    try:
+        rows = store.runs(kind="benchmark")
+    finally:
+        store.close()
+    chosen = load_judge_cells(rows, cell_ids=ids, quiet=quiet)
+    session = JudgeSession(store.path, chosen, controls=controls, seed=seed, judge=judge_name)
+    try:
+        server = make_judge_server(session, host=host, port=port, quiet=True)
+    except OSError as exc:
+        from invbench.errors import ConfigError
+
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick "
+                          "another --port (0: any free port)") from None
+    url = judge_url(server, judge=judge_name)
+    if as_json:
+        sys.stdout.write(json.dumps({"url": url, "judge": judge_name, "items": len(session.items),
+                                     "cells": [c.run_id for c in chosen]}) + "\n")
+    else:
+        sys.stdout.write(url + "\n")
+    sys.stdout.flush()
+    from invbench.progress import log
+
+    progress = session.progress(judge_name)
+    log(f"judging {len(chosen)} cells ({progress['answered']} of {progress['total']} items "
+        f"answered by {judge_name}) at {url}  (Ctrl-C stops; answers are saved as you go)",
+        quiet=quiet)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        progress = session.progress(judge_name)
+        log(f"{judge_name}: {progress['answered']} of {progress['total']} items answered",
+            quiet=quiet)
 
 
 register_tabular(app)

@@ -169,3 +169,64 @@ def test_concurrent_writers_wait_instead_of_failing(tmp_path: Path) -> None:
     with Store(path) as store:
         assert len(store.runs()) == 45
     assert _count(path, "metrics") == 45 * 4
+
+
+# ---------------------------------------------------------------- human judgements
+
+
+def _judge(store: Store, run_id: int, item: str = "r:0", **kw) -> int:
+    args = dict(run_id=run_id, judge="ann", item=item, kind="reconstruction", index=0,
+                claimed=3, answer="yes")
+    args.update(kw)
+    return store.record_judgement(**args)
+
+
+def test_judgements_are_stored_filtered_and_replaced_on_a_second_answer(tmp_path) -> None:
+    db = tmp_path / "s.sqlite"
+    with Store(db) as store:
+        a = _record(store)
+        b = _record(store, {**SPEC, "seed": 1})
+        first = _judge(store, a)
+        _judge(store, a, "cp:3:1", kind="control-positive", index=-1, answer="no")
+        _judge(store, b, judge="bob", answer="unsure")
+        assert _judge(store, a, answer="no") == first  # same (run, judge, item): replaced
+        rows = store.judgements()
+        assert [(r["run_id"], r["judge"], r["item"], r["kind"], r["index"], r["claimed"],
+                 r["answer"]) for r in rows] == [
+            (a, "ann", "r:0", "reconstruction", 0, 3, "no"),
+            (a, "ann", "cp:3:1", "control-positive", -1, 3, "no"),
+            (b, "bob", "r:0", "reconstruction", 0, 3, "unsure"),
+        ]
+        assert all(r["created"] for r in rows)
+        assert [r["item"] for r in store.judgements(run_id=a)] == ["r:0", "cp:3:1"]
+        assert [r["run_id"] for r in store.judgements(judge="bob")] == [b]
+        assert store.judgements(run_id=b, judge="ann") == []
+    assert _count(db, "judgements") == 3
+
+
+def test_bad_judgements_write_nothing_and_rerun_cells_drop_theirs(tmp_path) -> None:
+    db = tmp_path / "s.sqlite"
+    with Store(db) as store:
+        run = _record(store)
+        for bad in ({"answer": "maybe"}, {"kind": "control"}, {"judge": " "},
+                    {"run_id": run + 99}):
+            with pytest.raises(ValueError):
+                _judge(store, **{"run_id": run, **bad})
+        assert store.judgements() == []
+        _judge(store, run)
+        # re-recording the cell replaces its run (new images): the old answers go with it
+        _record(store)
+        assert store.judgements() == []
+    assert _count(db, "judgements") == 0
+
+
+def test_an_existing_store_gains_the_judgements_table(tmp_path) -> None:
+    db = tmp_path / "old.sqlite"
+    with Store(db) as store:
+        run = _record(store)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE judgements")  # as written by an invbench without judging
+    with Store(db) as store:
+        assert store.judgements() == []
+        _judge(store, run)
+        assert len(store.judgements()) == 1

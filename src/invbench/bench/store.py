@@ -7,6 +7,8 @@ Schema (stdlib :mod:`sqlite3`, WAL journal, foreign keys on, busy timeout)::
     metrics(run_id -> runs.id, scope, name, value)       -- scope: attack, private_test, noise,
                                                           --        target, ...
     artifacts(run_id -> runs.id, name, path)
+    judgements(id, run_id -> runs.id, judge, item, kind, index, claimed, answer, created)
+                                                          -- UNIQUE(run_id, judge, item)
 
 :meth:`Store.record` writes a run with all its metrics and artifacts in ONE transaction, so a
 killed sweep leaves each run either complete or absent, and a resumed sweep skips exactly the
@@ -76,7 +78,24 @@ CREATE TABLE IF NOT EXISTS artifacts (
     path TEXT NOT NULL,
     PRIMARY KEY (run_id, name)
 );
+CREATE TABLE IF NOT EXISTS judgements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    judge TEXT NOT NULL,
+    item TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    "index" INTEGER NOT NULL,
+    claimed INTEGER NOT NULL,
+    answer TEXT NOT NULL,
+    created TEXT NOT NULL,
+    UNIQUE (run_id, judge, item)
+);
+CREATE INDEX IF NOT EXISTS judgements_judge ON judgements(judge);
 """
+
+#: What a human judge answers (``invbench judge``) and the kinds of item they answer about.
+JUDGE_ANSWERS = ("yes", "no", "unsure")
+JUDGE_KINDS = ("reconstruction", "control-positive", "control-negative")
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
@@ -311,3 +330,83 @@ class Store:
         ):
             out[run_id]["artifacts"][name] = path
         return list(out.values())
+
+    # ------------------------------------------------------------------ human judgements
+
+    def record_judgement(
+        self,
+        *,
+        run_id: int,
+        judge: str,
+        item: str,
+        kind: str,
+        index: int,
+        claimed: int,
+        answer: str,
+    ) -> int:
+        """Store one human answer (``invbench judge``) in one transaction; return its row id.
+
+        Args:
+            run_id: the benchmark cell (a ``runs`` id) the item comes from.
+            judge: who answered (a non-empty name).
+            item: the item's id within the cell (e.g. ``"r:3"``, ``"cp:2:5"``).
+            kind: ``"reconstruction"``, ``"control-positive"`` or ``"control-negative"``.
+            index: the reconstruction's index in the cell's tensors, ``-1`` for a control.
+            claimed: the class the item claims (set B's class).
+            answer: ``"yes"``, ``"no"`` or ``"unsure"``.
+
+        Answering the same ``(run_id, judge, item)`` again replaces the earlier answer. An
+        unknown run id, kind or answer raises ``ValueError`` and nothing is written. When
+        :meth:`record` replaces a ``done`` run (the cell was rerun: new images), that run's
+        judgements are deleted with it.
+        """
+        if kind not in JUDGE_KINDS:
+            raise ValueError(f"kind must be one of {JUDGE_KINDS}, got {kind!r}")
+        if answer not in JUDGE_ANSWERS:
+            raise ValueError(f"answer must be one of {JUDGE_ANSWERS}, got {answer!r}")
+        if not isinstance(judge, str) or not judge.strip():
+            raise ValueError("judge must be a non-empty string")
+        if not isinstance(item, str) or not item:
+            raise ValueError("item must be a non-empty string")
+        conn = self._conn
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)).fetchone() is None:
+                raise ValueError(f"no run with id {run_id} in {self.path}")
+            conn.execute(
+                'INSERT INTO judgements(run_id, judge, item, kind, "index", claimed, answer,'
+                " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(run_id, judge, item) DO UPDATE SET kind = excluded.kind,"
+                ' "index" = excluded."index", claimed = excluded.claimed,'
+                " answer = excluded.answer, created = excluded.created",
+                (int(run_id), judge, item, kind, int(index), int(claimed), answer,
+                 _iso(_now())),
+            )
+            row = conn.execute(
+                "SELECT id FROM judgements WHERE run_id = ? AND judge = ? AND item = ?",
+                (int(run_id), judge, item),
+            ).fetchone()
+        return int(row[0])
+
+    def judgements(
+        self, *, run_id: int | None = None, judge: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Stored human answers, oldest first, optionally of one run and/or one judge.
+
+        Each is a dict with ``id, run_id, judge, item, kind, index, claimed, answer, created``.
+        """
+        where, args = [], []
+        if run_id is not None:
+            where.append("run_id = ?")
+            args.append(int(run_id))
+        if judge is not None:
+            where.append("judge = ?")
+            args.append(judge)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._conn.execute(
+            'SELECT id, run_id, judge, item, kind, "index", claimed, answer, created'
+            f" FROM judgements {clause} ORDER BY id",
+            args,
+        ).fetchall()
+        keys = ("id", "run_id", "judge", "item", "kind", "index", "claimed", "answer", "created")
+        return [dict(zip(keys, r, strict=True)) for r in rows]

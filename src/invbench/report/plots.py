@@ -7,15 +7,17 @@ state or the backend other code (or a notebook) has chosen.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from invbench._io import atomic_path
 from invbench.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from invbench.analysis.fisher import FisherResult
+    from invbench.analysis.tradeoff import Correlation, Curve
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
@@ -30,6 +32,7 @@ def tradeoff_plot(
     baseline: float | None = None,
     baseline_label: str = "baseline",
     intervals: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    front: Sequence[tuple[float, float]] | None = None,
 ) -> Path:
     """Plot one line with markers per curve and write it to ``path`` (png, svg or pdf).
 
@@ -45,6 +48,7 @@ def tradeoff_plot(
         intervals: optional ``{label: [(lo, hi), ...]}``, one ``(lo, hi)`` per point of the
             curve of that label, drawn as vertical error bars (e.g. a 95% interval of
             ``success``).
+        front: optional points of a Pareto front, drawn as a dashed black line.
 
     Raises :class:`DataError` for empty curves or NaN/Inf points. Example::
 
@@ -83,6 +87,9 @@ def tradeoff_plot(
                 raise DataError(f"curve '{label}': an interval does not contain its point")
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor=line.get_color(),
                         alpha=0.5, capsize=2)
+    if front:
+        fx, fy = zip(*[(float(x), float(y)) for x, y in front], strict=True)
+        ax.plot(fx, fy, color="black", linestyle=":", linewidth=1.2, label="Pareto front")
     if baseline is not None:
         if not math.isfinite(float(baseline)):
             raise DataError(f"baseline must be a finite number, got {baseline!r}")
@@ -143,3 +150,101 @@ def fisher_plot(path: str | Path, result: FisherResult, *, title: str) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt)
     return path
+
+
+def scatter_plot(
+    path: str | Path,
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """Points without lines, one marker per series (e.g. attack success vs target accuracy).
+
+    Raises :class:`DataError` for no series, an empty series or a NaN/Inf point.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if not series:
+        raise DataError("scatter_plot got no series to draw")
+    fig = Figure(figsize=(6.0, 4.2), dpi=120, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    if fmt not in canvas.get_supported_filetypes():
+        raise ConfigError(f"plot path {path} needs a suffix such as .png, .svg or .pdf")
+    ax = fig.add_subplot()
+    for i, (label, points) in enumerate(series.items()):
+        pts = [(float(x), float(y)) for x, y in points]
+        if not pts or not all(math.isfinite(v) for p in pts for v in p):
+            raise DataError(f"series '{label}' is empty or has a NaN or infinite point")
+        xs, ys = zip(*pts, strict=True)
+        ax.scatter(xs, ys, marker=_MARKERS[i % len(_MARKERS)], label=str(label), alpha=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt)
+    return path
+
+
+def curve_plot(path: str | Path, curve: Curve) -> Path:
+    """One curve's figure: each defense's points with intervals, the undefended line, the
+    Pareto front (dashed)."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    bars: dict[str, list[tuple[float, float]]] = {}
+    for name, pts in curve.defenses.items():
+        chain = ([curve.baseline] if curve.baseline is not None else []) + list(pts)
+        curves[name] = [(p.accuracy, p.value) for p in chain]
+        if all(p.value_ci is not None for p in chain):
+            bars[name] = [p.value_ci for p in chain]  # type: ignore[misc]
+    if not curves and curve.baseline is not None:
+        curves["none"] = [(curve.baseline.accuracy, curve.baseline.value)]
+    seeds = max((len(p.seeds) for pts in curve.defenses.values() for p in pts), default=1)
+    how = (f"mean of {seeds} seeds, 95% t interval" if seeds >= 3
+           else "95% bootstrap interval over reconstructions")
+    return tradeoff_plot(
+        path, curves, xlabel="target accuracy (private test)",
+        ylabel=f"{curve.metric} ({how})",
+        title=f"{curve.dataset}: {curve.attack}",
+        baseline=None if curve.baseline is None else curve.baseline.value,
+        baseline_label="undefended", intervals=bars or None,
+        front=[(p.accuracy, p.value) for p in curve.front],
+    )
+
+
+def correlation_plot(path: str | Path, corrs: Sequence[Correlation]) -> Path:
+    """Target accuracy against the metric, one series per attack, rho in the legend."""
+    series = {}
+    for c in corrs:
+        rho = "n/a" if c.spearman is None else f"{c.spearman:+.2f}"
+        series[f"{c.attack} (rho {rho}, n={c.n})"] = [(a, b) for a, b, _ in c.points]
+    return scatter_plot(path, series, xlabel="target accuracy (private test)",
+                        ylabel=corrs[0].metric,
+                        title=f"{corrs[0].dataset}: attack {corrs[0].metric} vs target accuracy")
+
+
+def tradeoff_figures(rows: Sequence[Mapping[str, Any]], *, metric: str = "success"
+                     ) -> list[tuple[str, bytes]]:
+    """PNG bytes of every curve's figure (for the HTML report), titled "dataset: attack".
+
+    Empty when the store has no finished inversion cell with ``metric``.
+    """
+    from invbench.analysis.tradeoff import tradeoff
+
+    try:
+        curves = tradeoff(rows, metric=metric)
+    except (ConfigError, DataError):
+        return []
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, c in enumerate(curves):
+            if c.baseline is None and not c.defenses:
+                continue
+            path = curve_plot(Path(tmp) / f"curve-{i}.png", c)
+            out.append((f"{c.dataset}: {c.attack}", path.read_bytes()))
+    return out

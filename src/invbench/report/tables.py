@@ -339,3 +339,125 @@ def fisher_table(report: Mapping[str, Any], *, title: str | None = None) -> Tabl
             fmt_pct(row["inversion_share"]),
         )
     return table
+
+
+def _run_names(run: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """A stored run's dataset, defense name and attack name (payload first, then spec)."""
+    res, spec = run.get("result") or {}, run.get("spec") or {}
+    cell = spec.get("cell") or {}
+    return (
+        _first(res.get("dataset"), spec.get("dataset"), cell.get("dataset")),
+        _first(res.get("defense"), spec.get("defense")),
+        _first(res.get("attack"), spec.get("attack")),
+    )
+
+
+def filter_runs(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    dataset: str | None = None,
+    attack: str | None = None,
+    defense: str | None = None,
+    status: str | None = None,
+) -> list[Mapping[str, Any]]:
+    """The runs matching every given filter (``None``: any); names are method names."""
+    out = []
+    for run in rows:
+        ds, de, at = _run_names(run)
+        if dataset is not None and ds != dataset:
+            continue
+        if defense is not None and de != defense:
+            continue
+        if attack is not None and at != attack:
+            continue
+        if status is not None and run.get("status") != status:
+            continue
+        out.append(run)
+    return out
+
+
+#: the columns of :func:`runs_csv`, in order
+CSV_COLUMNS = ("id", "kind", "status", "dataset", "defense", "defense_label", "attack",
+               "attack_label", "seed", "target_accuracy", "success", "success_lo",
+               "success_hi", "acc1", "knn_dist", "fid", "queries", "seconds", "created",
+               "error")
+
+
+def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The runs as CSV text (header + one line per run; empty cells for missing values)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for run in rows:
+        res = run.get("result") or {}
+        met = res.get("metrics") or {}
+        ds, de, at = _run_names(run)
+        values = {
+            "id": run.get("id"), "kind": run.get("kind"), "status": run.get("status"),
+            "dataset": ds, "defense": de, "defense_label": res.get("defense_label"),
+            "attack": at, "attack_label": res.get("attack_label"), "seed": res.get("seed"),
+            "target_accuracy": res.get("target_accuracy"),
+            **{k: met.get(k) for k in ("success", "success_lo", "success_hi", "acc1",
+                                       "knn_dist", "fid")},
+            "queries": res.get("queries"), "seconds": run.get("seconds"),
+            "created": run.get("created"), "error": res.get("error"),
+        }
+        w.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def _ci(ci: Any, *, pct: bool = False) -> str:
+    if not ci:
+        return ""
+    lo, hi = ci
+    return f" [{lo:.1%}, {hi:.1%}]" if pct else f" [{lo:.2f}, {hi:.2f}]"
+
+
+def tradeoff_tables(curves: Sequence[Any]) -> list[Table]:
+    """Two tables per curve (:class:`invbench.analysis.tradeoff.Curve`): its points, and each
+    defense's scalars (metric at 1/3/5 points of accuracy loss, area under the curve)."""
+    tables = []
+    for c in curves:
+        t = Table(title=f"{c.dataset}: {c.attack} ({c.metric}; * on the Pareto front)",
+                  title_justify="left", header_style="bold")
+        for col in ("defense", "seeds", "target accuracy", c.metric, "interval"):
+            t.add_column(col, justify="left" if col in ("defense", "interval") else "right")
+        points = ([c.baseline] if c.baseline is not None else []) + [
+            p for pts in c.defenses.values() for p in pts]
+        for p in points:
+            t.add_row(("* " if p.pareto else "  ") + p.label, str(len(p.seeds)),
+                      f"{p.accuracy:.1%}{_ci(p.accuracy_ci, pct=True)}",
+                      f"{p.value:.2f}{_ci(p.value_ci)}", p.interval)
+        tables.append(t)
+        if c.at_loss:
+            s = Table(title=f"{c.dataset}: {c.attack}: {c.metric} at matched utility "
+                      "(undefended accuracy minus 1/3/5 points) and area under the curve",
+                      title_justify="left", header_style="bold")
+            s.add_column("defense")
+            for col in ("-1 pt", "-3 pts", "-5 pts", "AUC", "AUC / width"):
+                s.add_column(col, justify="right")
+            for name, at in c.at_loss.items():
+                s.add_row(name, *(fmt_float(at.get(k)) for k in ("1", "3", "5")),
+                          fmt_float(c.auc.get(name), digits=4),
+                          fmt_float(c.auc_mean.get(name)))
+            tables.append(s)
+    return tables
+
+
+def correlation_table(corrs: Sequence[Any]) -> Table:
+    """Spearman's rho of target accuracy and an attack metric, per dataset and attack
+    (:class:`invbench.analysis.tradeoff.Correlation`)."""
+    t = Table(title="attack metric against target accuracy (Spearman rank correlation)",
+              title_justify="left", header_style="bold")
+    for col in ("dataset", "attack", "metric", "cells", "rho", "p", "accuracy range"):
+        t.add_column(col, justify="right" if col in ("cells", "rho", "p") else "left")
+    for c in corrs:
+        accs = [a for a, _, _ in c.points]
+        t.add_row(c.dataset, c.attack, c.metric, str(c.n),
+                  MISSING if c.spearman is None else f"{c.spearman:+.2f}",
+                  MISSING if c.p_value is None else f"{c.p_value:.3f}",
+                  f"{min(accs):.1%} - {max(accs):.1%}" if accs else MISSING)
+    return t
