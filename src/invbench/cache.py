@@ -141,7 +141,8 @@ class Cache:
     ``"features"``...); ``key`` comes from :meth:`key`. Safe to share between processes (a
     sweep's workers, two sweeps on one folder, a Ray cluster on a shared filesystem): every
     write of an entry and every :meth:`get_or_create` holds an exclusive lock on that key
-    (:meth:`lock`, ``fcntl.flock`` on ``<kind>/<key>.lock``), so one key is never built twice
+    (:meth:`lock`, ``fcntl.flock`` on ``.locks/<kind>/<key>.lock``, apart from the entries so
+    a failed build leaves its folder empty), so one key is never built twice
     at once — the second caller waits and loads what the first built — and no sidecar is ever
     paired with another writer's tensors. The locks need a filesystem with working POSIX
     ``flock`` (local disks; NFSv4; not every network filesystem).
@@ -190,7 +191,9 @@ class Cache:
         Used by :meth:`get_or_create` and every write; callers that load, compute and save an
         entry themselves hold it around all three.
         """
-        path = self.path(kind, key).with_suffix(".lock")
+        _check_name(kind, "kind")
+        _check_name(key, "key")
+        path = self.root / ".locks" / kind / f"{key}.lock"
         held = _held_locks()
         if str(path) in held:
             yield
