@@ -684,18 +684,9 @@ def report(
     path = output if output is not None else out / "report.html"
     if path.is_dir():
         raise ConfigError(f"--output '{path}' is a folder; give a file name (report.html)")
-    figures: list[tuple[str, bytes]] = []
-    import importlib
+    from invbench.report.plots import tradeoff_figures
 
-    for module in ("invbench.report.plots", "invbench.analysis.tradeoff"):
-        # the trade-off plots (PNG bytes per dataset and attack), where this invbench has them
-        try:
-            draw = getattr(importlib.import_module(module), "tradeoff_figures", None)
-        except ModuleNotFoundError:
-            continue
-        if draw is not None:
-            figures = list(draw(rows))
-            break
+    figures = tradeoff_figures(rows)
     log(f"writing the report of {len(rows)} cells ...", quiet=quiet)
     write_report(path, rows, figures=figures, judgements=judgements)
     if as_json:

@@ -193,12 +193,14 @@ def scatter_plot(
 
 
 def curve_plot(path: str | Path, curve: Curve) -> Path:
-    """One curve's figure: each defense's points with intervals, the undefended line, the
-    Pareto front (dashed)."""
+    """One curve's figure: each defense's points with intervals joined in order of accuracy
+    (through the undefended point), the undefended line, the Pareto front (dotted)."""
     curves: dict[str, list[tuple[float, float]]] = {}
     bars: dict[str, list[tuple[float, float]]] = {}
     for name, pts in curve.defenses.items():
-        chain = ([curve.baseline] if curve.baseline is not None else []) + list(pts)
+        # by accuracy, as the scalars read the curve (a noisy strength order would zig-zag)
+        chain = sorted(([curve.baseline] if curve.baseline is not None else []) + list(pts),
+                       key=lambda p: p.accuracy)
         curves[name] = [(p.accuracy, p.value) for p in chain]
         if all(p.value_ci is not None for p in chain):
             bars[name] = [p.value_ci for p in chain]  # type: ignore[misc]
