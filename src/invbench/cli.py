@@ -333,7 +333,8 @@ def runs(
     ] = "table",
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
-    """Show the stored runs, filtered (filters combine with AND)."""
+    """Show the stored runs, filtered (filters combine with AND), with the human success
+    rate of every cell people judged (`invbench judge`)."""
     from invbench.bench.store import STATUSES, Store
     from invbench.errors import ConfigError
     from invbench.report.tables import filter_runs, runs_csv
@@ -346,12 +347,18 @@ def runs(
     db = out / "invbench.sqlite"
     if not db.is_file():
         raise ConfigError(f"no store at '{db}': run `invbench run --out {out}` first")
+    from invbench.metrics.human import human_rates
+
     store = Store(db)
     try:
         rows = store.runs(kind=kind)
+        judged = human_rates(store)["cells"] if store.judgements() else {}
     finally:
         store.close()
     rows = filter_runs(rows, dataset=dataset, attack=attack, defense=defense, status=status)
+    for row in rows:  # people's verdicts (invbench judge) beside the automatic ones
+        if int(row["id"]) in judged:
+            row["human"] = judged[int(row["id"])]
     if fmt == "json":
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
         return

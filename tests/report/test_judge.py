@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import threading
 import urllib.error
@@ -265,3 +267,20 @@ def test_judge_summary_json_matches_human_rates(served, capsys) -> None:
     assert data["judges"] == ["zed"] and data["answers"] == 1
     assert main(["judge", "--out", str(out), "--summary"]) == 0
     assert "human success per attack" in capsys.readouterr().out
+
+
+def test_runs_shows_the_human_rate_of_judged_cells_only(served, capsys) -> None:
+    session, _, out = served
+    recon = [it for it in session.items if it.kind == "reconstruction"]
+    run_id = recon[0].run_id
+    mine = [it for it in recon if it.run_id == run_id][:3]
+    for it, answer in zip(mine, ("yes", "no", "yes"), strict=True):
+        session.answer("zed", it.key, answer)
+    capsys.readouterr()
+    assert main(["runs", "--out", str(out), "--format", "csv"]) == 0
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    judged = rows.pop(str(run_id))
+    assert int(judged["human_n"]) == 3 and float(judged["human_success"]) == pytest.approx(2 / 3)
+    assert rows and all(r["human_n"] == "" for r in rows.values())
+    assert main(["runs", "--out", str(out)]) == 0
+    assert "human success" in capsys.readouterr().out

@@ -251,17 +251,23 @@ def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -
     """A table of stored runs (the dicts of :meth:`invbench.bench.store.Store.runs`).
 
     Columns: id, kind, status, dataset, defense, attack, utility (the target's accuracy for
-    benchmark runs; MSE or F1 for tabular runs), attack accuracy (acc1 ± std; for tabular
-    runs the MAP attack's accuracy on held-out records), KNN distance, seconds, creation time.
+    benchmark runs; MSE or F1 for tabular runs), ``success`` (the headline metric of
+    inversion cells), attack accuracy (acc1 ± std; for tabular runs the MAP attack's accuracy
+    on held-out records), KNN distance, seconds, creation time; and, when a row carries
+    ``"human"`` (its cell's :func:`invbench.metrics.human.human_rates` entry, added by
+    ``invbench runs``), the human success rate with its 95% interval and answer count.
     Names come from the result payload, else from the spec; metrics from the stored metrics
     (``attack.acc1``...), else from the payload.
     """
+    judged = any(run.get("human") for run in rows)
     table = Table(title=title, header_style="bold")
     table.add_column("id", justify="right")
     for col in ("kind", "status", "dataset", "defense", "attack"):
         table.add_column(col)
-    for col in ("utility", "attack acc", "KNN dist", "seconds"):
+    for col in ("utility", "success", "attack acc", "KNN dist", "seconds"):
         table.add_column(col, justify="right")
+    if judged:
+        table.add_column("human success", justify="right")
     table.add_column("created")
     for run in rows:
         res = run.get("result") or {}
@@ -283,6 +289,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -
                 if metric else MISSING
             )
             attack_acc = fmt_pct(_first(met.get("attack.acc_test"), res.get("attack_acc_test")))
+            success = MISSING
         else:
             defense = str(
                 res.get("defense_label") or fmt_method(
@@ -301,6 +308,9 @@ def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -
                 _first(met.get("attack.acc1"), _get(res, "metrics", "acc1")),
                 _first(met.get("attack.acc1_std"), _get(res, "metrics", "acc1_std")),
             )
+            success = fmt_float(_first(met.get("attack.success"),
+                                       _get(res, "metrics", "success")))
+        extra = [_human_cell(run.get("human"))] if judged else []
         table.add_row(
             str(run.get("id", MISSING)),
             str(run.get("kind", MISSING)),
@@ -309,12 +319,22 @@ def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -
             defense,
             attack,
             utility,
+            success,
             attack_acc,
             fmt_float(_first(met.get("attack.knn_dist"), _get(res, "metrics", "knn_dist"))),
             fmt_float(run.get("seconds"), digits=1),
             str(run.get("created", MISSING)).replace("T", " ").removesuffix("+00:00"),
+            *extra,
         )
     return table
+
+
+def _human_cell(human: Mapping[str, Any] | None) -> str:
+    """``"0.62 [0.41, 0.79] n=21"`` from a cell's human rates, ``-`` when nobody judged it."""
+    rate = (human or {}).get("success") or {}
+    if not rate.get("n"):
+        return MISSING
+    return f"{rate['rate']:.2f} [{rate['lo']:.2f}, {rate['hi']:.2f}] n={rate['n']}"
 
 
 def fisher_table(report: Mapping[str, Any], *, title: str | None = None) -> Table:
@@ -379,8 +399,8 @@ def filter_runs(
 #: the columns of :func:`runs_csv`, in order
 CSV_COLUMNS = ("id", "kind", "status", "dataset", "defense", "defense_label", "attack",
                "attack_label", "seed", "target_accuracy", "success", "success_lo",
-               "success_hi", "acc1", "knn_dist", "fid", "queries", "seconds", "created",
-               "error")
+               "success_hi", "acc1", "knn_dist", "fid", "human_success", "human_lo",
+               "human_hi", "human_n", "queries", "seconds", "created", "error")
 
 
 def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -395,6 +415,7 @@ def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
         res = run.get("result") or {}
         met = res.get("metrics") or {}
         ds, de, at = _run_names(run)
+        human = (run.get("human") or {}).get("success") or {}
         values = {
             "id": run.get("id"), "kind": run.get("kind"), "status": run.get("status"),
             "dataset": ds, "defense": de, "defense_label": res.get("defense_label"),
@@ -402,6 +423,8 @@ def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
             "target_accuracy": res.get("target_accuracy"),
             **{k: met.get(k) for k in ("success", "success_lo", "success_hi", "acc1",
                                        "knn_dist", "fid")},
+            **{f"human_{k if k != 'rate' else 'success'}": human.get(k)
+               for k in ("rate", "lo", "hi", "n")},
             "queries": res.get("queries"), "seconds": run.get("seconds"),
             "created": run.get("created"), "error": res.get("error"),
         }
