@@ -49,6 +49,8 @@ from invbench.report.tables import (
     fmt_int,
     fmt_metric,
     fmt_pct,
+    fmt_rate,
+    fmt_ratio,
 )
 
 #: the longer side, in pixels, that every inlined image is upscaled to (nearest neighbour)
@@ -154,19 +156,6 @@ def _table(headers: Sequence[tuple[str, str]], rows: Sequence[str], *, cls: str 
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _pct_interval(rate: Mapping[str, Any]) -> str:
-    r, lo, hi = _num(rate.get("rate")), _num(rate.get("lo")), _num(rate.get("hi"))
-    if r is None:
-        return MISSING
-    if lo is None or hi is None:
-        return f"{100 * r:.0f}%"
-    return f"{100 * r:.0f}% [{100 * lo:.0f}-{100 * hi:.0f}]"
-
-
-def _ratio(rate: float | None, k: int, n: int) -> str:
-    return MISSING if rate is None else f"{100 * rate:.0f}% ({k}/{n})"
-
-
 def _is_update(result: Mapping[str, Any]) -> bool:
     return result.get("kind") == "update"
 
@@ -269,7 +258,7 @@ def _judging_section(summary: Mapping[str, Any],
         s = a["success"]
         rows.append("<tr>" + _td(str(attack), str(attack)) + _td(str(len(a["cells"])),
                     len(a["cells"])) + _td(str(s["n"]), s["n"])
-                    + _td(_pct_interval(s), s["rate"], cls="headline")
+                    + _td(fmt_rate(s), s["rate"], cls="headline")
                     + _td(str(s["unsure"]), s["unsure"]) + "</tr>")
     parts.append("<h3>Per attack</h3>")
     parts.append(_table([("attack", "text"), ("cells", "num"), ("n", "num"),
@@ -281,7 +270,7 @@ def _judging_section(summary: Mapping[str, Any],
         rows.append("<tr>" + _td(str(run_id), int(run_id))
                     + _td(str(c.get("defense") or MISSING), str(c.get("defense") or ""))
                     + _td(str(c.get("attack") or MISSING), str(c.get("attack") or ""))
-                    + _td(str(s["n"]), s["n"]) + _td(_pct_interval(s), s["rate"])
+                    + _td(str(s["n"]), s["n"]) + _td(fmt_rate(s), s["rate"])
                     + _td(str(s["unsure"]), s["unsure"])
                     + _td(fmt_metric("success", auto), auto.get("success")) + "</tr>")
     parts.append("<h3>Per cell</h3>")
@@ -293,7 +282,7 @@ def _judging_section(summary: Mapping[str, Any],
         if judge == "all":
             continue
         rows.append("<tr>" + _td(str(judge), str(judge)) + _td(str(acc["n"]), acc["n"])
-                    + _td(_pct_interval(acc), acc["rate"]) + _td(str(acc["unsure"]),
+                    + _td(fmt_rate(acc), acc["rate"]) + _td(str(acc["unsure"]),
                                                                  acc["unsure"]) + "</tr>")
     parts.append("<h3>Judges on control items</h3>")
     parts.append(_table([("judge", "text"), ("controls", "num"), ("accuracy", "num"),
@@ -301,8 +290,8 @@ def _judging_section(summary: Mapping[str, Any],
     rows = []
     for attack, a in summary.get("attacks", {}).items():
         for name, d in a.get("decisions", {}).items():
-            fp = _ratio(d["fp_rate"], d["fp"], d["no"])
-            fn = _ratio(d["fn_rate"], d["fn"], d["yes"])
+            fp = fmt_ratio(d["fp_rate"], d["fp"], d["no"])
+            fn = fmt_ratio(d["fn_rate"], d["fn"], d["yes"])
             rows.append("<tr>" + _td(str(attack), str(attack)) + _td(name, name)
                         + _td(fp, d["fp_rate"]) + _td(fn, d["fn_rate"]) + "</tr>")
     parts.append("<h3>Automatic decisions against people</h3><p>False positive: the decision "

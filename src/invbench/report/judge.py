@@ -61,6 +61,7 @@ from invbench.report.html import (
     page,
     row_parts,
 )
+from invbench.report.tables import fmt_rate, fmt_ratio
 
 #: the default port of ``invbench judge`` (``invbench serve`` uses 8765)
 DEFAULT_PORT = 8766
@@ -560,16 +561,6 @@ def judge_url(server: ThreadingHTTPServer, *, judge: str) -> str:
 # ------------------------------------------------------------------------ summary tables
 
 
-def _rate(r: Mapping[str, Any]) -> str:
-    if r.get("rate") is None:
-        return "-"
-    return f"{100 * r['rate']:.0f}% [{100 * r['lo']:.0f}-{100 * r['hi']:.0f}]"
-
-
-def _ratio(rate: float | None, k: int, n: int) -> str:
-    return "-" if rate is None else f"{100 * rate:.0f}% ({k}/{n})"
-
-
 def human_tables(rates: Mapping[str, Any]) -> list[Table]:
     """Rich tables of :func:`invbench.metrics.human.human_rates`: per attack, per cell, per
     judge (accuracy on controls) and each automatic decision's false-positive / false-negative
@@ -580,7 +571,7 @@ def human_tables(rates: Mapping[str, Any]) -> list[Table]:
         attacks.add_column(col, justify="left" if col == "attack" else "right")
     for name, a in rates.get("attacks", {}).items():
         s = a["success"]
-        attacks.add_row(str(name), str(len(a["cells"])), str(s["n"]), _rate(s),
+        attacks.add_row(str(name), str(len(a["cells"])), str(s["n"]), fmt_rate(s),
                         str(s["unsure"]))
     cells = Table(title="per cell", title_justify="left", header_style="bold")
     for col in ("id", "defense", "attack", "n", "human success", "unsure"):
@@ -588,20 +579,20 @@ def human_tables(rates: Mapping[str, Any]) -> list[Table]:
     for run_id, c in rates.get("cells", {}).items():
         s = c["success"]
         cells.add_row(str(run_id), str(c.get("defense") or "-"), str(c.get("attack") or "-"),
-                      str(s["n"]), _rate(s), str(s["unsure"]))
+                      str(s["n"]), fmt_rate(s), str(s["unsure"]))
     judges = Table(title="judges on control items", title_justify="left", header_style="bold")
     for col in ("judge", "controls", "accuracy", "unsure"):
         judges.add_column(col, justify="left" if col == "judge" else "right")
     for name, acc in rates.get("judge_accuracy", {}).items():
         if name != "all":
-            judges.add_row(str(name), str(acc["n"]), _rate(acc), str(acc["unsure"]))
+            judges.add_row(str(name), str(acc["n"]), fmt_rate(acc), str(acc["unsure"]))
     agreement = Table(title="automatic decisions against people", title_justify="left",
                       header_style="bold")
     for col in ("attack", "decision", "false positives", "false negatives"):
         agreement.add_column(col, justify="left" if col in ("attack", "decision") else "right")
     for name, a in rates.get("attacks", {}).items():
         for dec, d in a.get("decisions", {}).items():
-            fp = _ratio(d["fp_rate"], d["fp"], d["no"])
-            fn = _ratio(d["fn_rate"], d["fn"], d["yes"])
+            fp = fmt_ratio(d["fp_rate"], d["fp"], d["no"])
+            fn = fmt_ratio(d["fn_rate"], d["fn"], d["yes"])
             agreement.add_row(str(name), dec, fp, fn)
     return [attacks, cells, judges, agreement]

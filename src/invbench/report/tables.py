@@ -329,12 +329,26 @@ def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -
     return table
 
 
-def _human_cell(human: Mapping[str, Any] | None) -> str:
-    """``"0.62 [0.41, 0.79] n=21"`` from a cell's human rates, ``-`` when nobody judged it."""
-    rate = (human or {}).get("success") or {}
-    if not rate.get("n"):
+def fmt_rate(rate: Mapping[str, Any]) -> str:
+    """``"62% [41-79]"`` from a rate dict (``{"rate", "lo", "hi"}``, e.g.
+    :meth:`invbench.metrics.human.Rate.to_dict`); ``-`` without a rate."""
+    r, lo, hi = rate.get("rate"), rate.get("lo"), rate.get("hi")
+    if r is None:
         return MISSING
-    return f"{rate['rate']:.2f} [{rate['lo']:.2f}, {rate['hi']:.2f}] n={rate['n']}"
+    if lo is None or hi is None:
+        return f"{100 * r:.0f}%"
+    return f"{100 * r:.0f}% [{100 * lo:.0f}-{100 * hi:.0f}]"
+
+
+def fmt_ratio(rate: float | None, k: int, n: int) -> str:
+    """``"25% (1/4)"``; ``-`` when ``rate`` is ``None``."""
+    return MISSING if rate is None else f"{100 * rate:.0f}% ({k}/{n})"
+
+
+def _human_cell(human: Mapping[str, Any] | None) -> str:
+    """``"62% [41-79] n=21"`` from a cell's human rates, ``-`` when nobody judged it."""
+    rate = (human or {}).get("success") or {}
+    return f"{fmt_rate(rate)} n={rate['n']}" if rate.get("n") else MISSING
 
 
 def fisher_table(report: Mapping[str, Any], *, title: str | None = None) -> Table:
