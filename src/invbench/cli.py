@@ -502,9 +502,14 @@ def analyze_tradeoff(
     if png_dir is not None:
         png_dir.mkdir(parents=True, exist_ok=True)
         for c in curves:
-            name = f"tradeoff-{c.dataset}-{c.attack}".replace(" ", "")
-            safe = "".join(ch if ch.isalnum() or ch in "-_.=" else "_" for ch in name)
-            plots.append(str(curve_plot(png_dir / f"{safe}.png", c)))
+            # tradeoff-DATASET-ATTACK.png, numbered where one attack ran with several settings
+            stem = f"tradeoff-{c.dataset}-{c.attack.split('(')[0]}"
+            stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)
+            name, n = f"{stem}.png", 1
+            while any(Path(p).name == name for p in plots):
+                n += 1
+                name = f"{stem}-{n}.png"
+            plots.append(str(curve_plot(png_dir / name, c)))
     if as_json:
         data = [{**c.to_dict(), "plot": plots[i] if plots else None}
                 for i, c in enumerate(curves)]

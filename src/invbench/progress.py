@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,7 +15,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-_console = Console(file=sys.stderr)
+# stderr=True, not file=sys.stderr: the console writes to whatever sys.stderr is at the time
+# (redirect_stderr, pytest's capture), not to the stream that was there at import
+_console = Console(stderr=True)
 
 
 def console() -> Console:

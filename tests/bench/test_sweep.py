@@ -43,9 +43,9 @@ def _write_spec(directory: Path) -> Path:
     return path
 
 
-def _cli(cap, argv) -> tuple[int, str, str]:
+def _cli(capsys, argv) -> tuple[int, str, str]:
     code = main(argv)
-    out, err = cap.readouterr()  # capfd: rich writes to the stderr it found at import
+    out, err = capsys.readouterr()
     return code, out, err
 
 
@@ -92,9 +92,9 @@ def test_pool_runs_every_cell_once(pool_sweep):
     assert all(acc[("mid", s)] < acc[("none", s)] for s in (0, 1))
 
 
-def test_rerun_runs_nothing_and_returns_the_stored_rows(pool_sweep, capfd):
+def test_rerun_runs_nothing_and_returns_the_stored_rows(pool_sweep, capsys):
     d, _, rows = pool_sweep
-    code, out, err = _cli(capfd, ["sweep", str(d / "sweep.yaml"), "--out", str(d / "out"),
+    code, out, err = _cli(capsys, ["sweep", str(d / "sweep.yaml"), "--out", str(d / "out"),
                                    "--json"])
     again = json.loads(out)
     assert code == 0 and all(r["cached"] for r in again)
@@ -109,7 +109,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ray_cluster_gives_the_pools_numbers(pool_sweep, tmp_path, capfd):
+def test_ray_cluster_gives_the_pools_numbers(pool_sweep, tmp_path, capsys):
     pytest.importorskip("ray")
     ray_bin = Path(sys.executable).with_name("ray")
     port = _free_port()
@@ -123,7 +123,7 @@ def test_ray_cluster_gives_the_pools_numbers(pool_sweep, tmp_path, capfd):
     assert start.returncode == 0, start.stderr[-2000:]
     try:
         spec = _write_spec(tmp_path)
-        code, out, _ = _cli(capfd, ["sweep", str(spec), "--backend", "ray", "--address",
+        code, out, _ = _cli(capsys, ["sweep", str(spec), "--backend", "ray", "--address",
                                      f"127.0.0.1:{port}", "--out", str(tmp_path / "out"),
                                      "--json", "-q"])
     finally:
@@ -138,7 +138,7 @@ def test_ray_cluster_gives_the_pools_numbers(pool_sweep, tmp_path, capfd):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_sweep_then_resume_completes_every_cell_once(pool_sweep, tmp_path, capfd):
+def test_sigkill_mid_sweep_then_resume_completes_every_cell_once(pool_sweep, tmp_path, capsys):
     spec = _write_spec(tmp_path)
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "from invbench.cli import _entry; _entry()", "sweep",
@@ -165,7 +165,7 @@ def test_sigkill_mid_sweep_then_resume_completes_every_cell_once(pool_sweep, tmp
     counts, ok = _store_counts(out)
     assert ok == "ok" and len(counts) < 4
 
-    code, text, err = _cli(capfd, ["sweep", str(spec), "--out", str(out), "--json"])
+    code, text, err = _cli(capsys, ["sweep", str(spec), "--out", str(out), "--json"])
     assert code == 0
     assert f"{len(counts)} in the store, {4 - len(counts)} to run" in " ".join(err.split())
     rows = json.loads(text)
@@ -183,14 +183,14 @@ def test_sigkill_mid_sweep_then_resume_completes_every_cell_once(pool_sweep, tmp
         (["--workers", "0"], "--workers must be >= 1"),
     ],
 )
-def test_bad_backend_options_are_one_line_before_any_work(tmp_path, capfd, argv, needle):
+def test_bad_backend_options_are_one_line_before_any_work(tmp_path, capsys, argv, needle):
     spec = _write_spec(tmp_path)
-    code, _, err = _cli(capfd, ["sweep", str(spec), "--out", str(tmp_path / "o"), *argv])
+    code, _, err = _cli(capsys, ["sweep", str(spec), "--out", str(tmp_path / "o"), *argv])
     assert code == 2 and needle in err and not (tmp_path / "o").exists()
 
 
-def test_a_bad_grid_value_writes_nothing(tmp_path, capfd):
+def test_a_bad_grid_value_writes_nothing(tmp_path, capsys):
     spec = tmp_path / "bad.yaml"
     spec.write_text(SWEEP.replace("grid: [0.1]", "grid: [0.1, -2]"))
-    code, _, err = _cli(capfd, ["sweep", str(spec), "--out", str(tmp_path / "o")])
+    code, _, err = _cli(capsys, ["sweep", str(spec), "--out", str(tmp_path / "o")])
     assert code == 2 and "beta=-2" in err and not (tmp_path / "o").exists()

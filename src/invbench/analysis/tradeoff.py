@@ -67,6 +67,10 @@ class Point:
     value_ci: tuple[float, float] | None
     interval: str
     pareto: bool = False
+    #: the defense's parameters that vary along its curve as ``k=v, ...`` (``""`` for the
+    #: undefended target)
+    strength: str = ""
+    params: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -161,8 +165,24 @@ def _point(cells: list[dict[str, Any]], metric: str) -> Point | None:
         acc_ci = _t_interval(accs)
     c0 = cells[0]
     return Point(defense=c0["defense"], label=c0.get("defense_label") or c0["defense"],
+                 params=dict(c0.get("defense_params") or {}),
                  seeds=seeds, accuracy=float(np.mean(accs)), accuracy_ci=acc_ci,
                  value=float(np.mean(vals)), value_ci=value_ci, interval=interval)
+
+
+def _name_strengths(points: Sequence[Point]) -> None:
+    """Name each of one defense's points by the parameters that vary along its curve
+    (``mid(beta=0.003)``, not every resolved default); a lone point keeps its run label."""
+    keys = sorted({k for p in points for k in p.params})
+    varying = [k for k in keys if len({repr(p.params.get(k)) for p in points}) > 1]
+    for p in points:
+        if not varying:
+            p.strength = p.label[len(p.defense):].strip("()")
+            continue
+        p.strength = ", ".join(
+            f"{k}={p.params.get(k):g}" if isinstance(p.params.get(k), float)
+            else f"{k}={p.params.get(k)}" for k in varying)
+        p.label = f"{p.defense}({p.strength})"
 
 
 def pareto_front(points: Sequence[Point]) -> list[Point]:
@@ -233,6 +253,7 @@ def tradeoff(rows: Sequence[Mapping[str, Any]], *, metric: str = "success") -> l
                 curve.defenses.setdefault(p.defense, []).append(p)
         for pts in curve.defenses.values():
             pts.sort(key=lambda p: -p.accuracy)
+            _name_strengths(pts)
         curve.front = pareto_front(points)
         for p in curve.front:
             p.pareto = True

@@ -33,6 +33,7 @@ def tradeoff_plot(
     baseline_label: str = "baseline",
     intervals: Mapping[str, Sequence[tuple[float, float]]] | None = None,
     front: Sequence[tuple[float, float]] | None = None,
+    notes: Mapping[str, Sequence[str]] | None = None,
 ) -> Path:
     """Plot one line with markers per curve and write it to ``path`` (png, svg or pdf).
 
@@ -48,7 +49,9 @@ def tradeoff_plot(
         intervals: optional ``{label: [(lo, hi), ...]}``, one ``(lo, hi)`` per point of the
             curve of that label, drawn as vertical error bars (e.g. a 95% interval of
             ``success``).
-        front: optional points of a Pareto front, drawn as a dashed black line.
+        front: optional points of a Pareto front, drawn as a dotted black line.
+        notes: optional ``{label: [text, ...]}``, one short text per point of that curve
+            written beside it (e.g. the defense's strength); ``""`` writes nothing.
 
     Raises :class:`DataError` for empty curves or NaN/Inf points. Example::
 
@@ -87,6 +90,14 @@ def tradeoff_plot(
                 raise DataError(f"curve '{label}': an interval does not contain its point")
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor=line.get_color(),
                         alpha=0.5, capsize=2)
+        texts = (notes or {}).get(label)
+        if texts is not None:
+            if len(texts) != len(pts):
+                raise DataError(f"curve '{label}' has {len(pts)} points but {len(texts)} notes")
+            for x, y, text in zip(xs, ys, texts, strict=True):
+                if text:
+                    ax.annotate(str(text), (x, y), xytext=(4, 4), textcoords="offset points",
+                                fontsize="x-small", color=line.get_color())
     if front:
         fx, fy = zip(*[(float(x), float(y)) for x, y in front], strict=True)
         ax.plot(fx, fy, color="black", linestyle=":", linewidth=1.2, label="Pareto front")
@@ -197,11 +208,13 @@ def curve_plot(path: str | Path, curve: Curve) -> Path:
     (through the undefended point), the undefended line, the Pareto front (dotted)."""
     curves: dict[str, list[tuple[float, float]]] = {}
     bars: dict[str, list[tuple[float, float]]] = {}
+    notes: dict[str, list[str]] = {}
     for name, pts in curve.defenses.items():
         # by accuracy, as the scalars read the curve (a noisy strength order would zig-zag)
         chain = sorted(([curve.baseline] if curve.baseline is not None else []) + list(pts),
                        key=lambda p: p.accuracy)
         curves[name] = [(p.accuracy, p.value) for p in chain]
+        notes[name] = [p.strength.replace("lambda_", "λ").replace("beta", "β") for p in chain]
         if all(p.value_ci is not None for p in chain):
             bars[name] = [p.value_ci for p in chain]  # type: ignore[misc]
     if not curves and curve.baseline is not None:
@@ -215,7 +228,7 @@ def curve_plot(path: str | Path, curve: Curve) -> Path:
         title=f"{curve.dataset}: {curve.attack}",
         baseline=None if curve.baseline is None else curve.baseline.value,
         baseline_label="undefended", intervals=bars or None,
-        front=[(p.accuracy, p.value) for p in curve.front],
+        front=[(p.accuracy, p.value) for p in curve.front], notes=notes,
     )
 
 
