@@ -29,14 +29,14 @@ def _row(defense: str, params: dict, seed: int, acc: float, success: float, *,
          attack: str = "gmi", label: str | None = None, artifacts: dict | None = None,
          knn: float = 5.0) -> dict:
     """A ``Store.runs`` row of one finished inversion cell."""
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
     return {
         "status": "done",
         "artifacts": artifacts or {},
         "result": {
             "kind": "inversion", "dataset": "fashion-mnist", "attack": attack,
             "attack_label": attack, "defense": defense, "defense_params": params,
-            "defense_label": label or (defense if not params else
-                                       f"{defense}({', '.join(f'{k}={v}' for k, v in params.items())})"),
+            "defense_label": label or (f"{defense}({shown})" if params else defense),
             "seed": seed, "target_accuracy": acc,
             "metrics": {"success": success, "knn_dist": knn},
         },
