@@ -167,7 +167,9 @@ def test_sigkill_mid_sweep_then_resume_completes_every_cell_once(pool_sweep, tmp
 
     code, text, err = _cli(capsys, ["sweep", str(spec), "--out", str(out), "--json"])
     assert code == 0
-    assert f"{len(counts)} in the store, {4 - len(counts)} to run" in " ".join(err.split())
+    left = 4 - len(counts)
+    assert f"{len(counts)} in the store, {left} to run" in " ".join(err.split())
+    assert f"[{left}/{left}]" in err and "target accuracy" in err  # one line per cell
     rows = json.loads(text)
     assert _numbers(rows) == _numbers(pool_sweep[2])
     counts, ok = _store_counts(out)

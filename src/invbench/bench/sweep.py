@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from invbench.bench.grid import Sweep
@@ -95,6 +95,11 @@ def plan(sweep: Sweep) -> list[Cell]:
                             "seed": spec.seed})
         cells.append(Cell(spec=spec, key=spec_hash(cspec), label=label, target=target,
                           shared=shared))
+    trains = {(c.spec.train.arch, c.spec.train.epochs) for c in cells}
+    if len(trains) > 1:  # a sweep over targets: say which one each cell attacks
+        cells = [replace(
+            c, label=f"{c.label} ({c.spec.train.arch}, {c.spec.train.epochs} ep)")
+            for c in cells]
     return cells
 
 
@@ -276,8 +281,17 @@ def run_sweep(
                         row = _worker_failed(store, cell, RuntimeError("no result"))
                 rows[cell.key] = row
                 counts["failed" if row.get("status") == "failed" else "done"] += 1
+                n = counts["done"] + counts["failed"]
                 if row.get("status") == "failed":
-                    log(f"[red]{cell.label} failed:[/] {row.get('error')}", quiet=quiet)
+                    log(f"[{n}/{len(todo)}] [red]{cell.label} failed:[/] {row.get('error')}",
+                        quiet=quiet)
+                else:  # one line per cell: what a log file of a long sweep shows
+                    m = row.get("metrics") or {}
+                    shown = "".join(f", {k} {m[k]:.2f}" for k in ("success", "acc1")
+                                    if isinstance(m.get(k), int | float))
+                    log(f"[{n}/{len(todo)}] {cell.label}: target accuracy "
+                        f"{row.get('target_accuracy', float('nan')):.3f}{shown} "
+                        f"[dim]{row.get('seconds', 0.0):.0f} s[/]", quiet=quiet)
                 bar.advance()
                 bar.update(**counts)
                 if on_cell is not None:
