@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import sqlite3
+import time
+from contextlib import redirect_stderr, redirect_stdout
+
 import pytest
 import torch
 
@@ -64,3 +69,43 @@ def wgan_prior_cache(tmp_path_factory):
     from invbench.cache import Cache
 
     return Cache(tmp_path_factory.mktemp("wgan-prior")).view("prior-wgan-gp")
+
+
+#: the small digits benchmark of the CLI and report tests: contracts and orderings, not quality
+FAST_YAML = (
+    "evaluator: {epochs: 8, robust: {epochs: 4}}\n"
+    "references: {per_class: 20, adversarial: {steps: 20}}\n"
+)
+FAST = [
+    "--epochs", "6", "--per-label", "2",
+    "--attack", "mi-face:steps=60", "--attack", "gmi:gan_steps=60,iterations=40,restarts=2",
+    "--defense", "none", "--defense", "mid:beta=0.01",
+]
+
+
+@pytest.fixture(scope="session")
+def digits_bench(tmp_path_factory):
+    """`invbench run --json` of a 4-cell digits benchmark (none + mid x mi-face + gmi, the
+    settings above), once per session (about 40 s on one core).
+
+    Returns ``(out, exit code, stdout, seconds, snapshot)``: ``snapshot`` is a copy of the
+    store as the run left it, for tests that need exactly these 4 cells while others add
+    cells to ``out``.
+    """
+    from invbench.cli import main
+
+    out = tmp_path_factory.mktemp("runs")
+    (out / "fast.yaml").write_text(FAST_YAML)
+    buf = io.StringIO()
+    t0 = time.perf_counter()
+    with redirect_stdout(buf), redirect_stderr(io.StringIO()):
+        code = main(["run", "--json", "--config", str(out / "fast.yaml"), "--out", str(out),
+                     *FAST])
+    seconds = time.perf_counter() - t0
+    snapshot = tmp_path_factory.mktemp("snapshot") / "invbench.sqlite"
+    src, dst = sqlite3.connect(out / "invbench.sqlite"), sqlite3.connect(snapshot)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return out, code, buf.getvalue(), seconds, snapshot

@@ -7,36 +7,15 @@ import sqlite3
 import time
 
 import pytest
+from conftest import FAST, FAST_YAML
 
 from invbench.cli import main
-
-#: small evaluators and references: contracts and orderings, not the benchmark's quality
-FAST_YAML = (
-    "evaluator: {epochs: 8, robust: {epochs: 4}}\n"
-    "references: {per_class: 20, adversarial: {steps: 20}}\n"
-)
 
 
 def _fast_config(directory) -> str:
     path = directory / "fast.yaml"
     path.write_text(FAST_YAML)
     return str(path)
-
-
-FAST = [
-    "--epochs",
-    "6",
-    "--per-label",
-    "2",
-    "--attack",
-    "mi-face:steps=60",
-    "--attack",
-    "gmi:gan_steps=60,iterations=40,restarts=2",
-    "--defense",
-    "none",
-    "--defense",
-    "mid:beta=0.01",
-]
 
 
 def _run(capsys, argv):
@@ -46,16 +25,9 @@ def _run(capsys, argv):
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
-
-    buf = io.StringIO()
-    t0 = time.perf_counter()
-    with redirect_stdout(buf), redirect_stderr(io.StringIO()):
-        code = main(["run", "--json", "--config", _fast_config(out), "--out", str(out), *FAST])
-    return out, code, buf.getvalue(), time.perf_counter() - t0
+def first_run(digits_bench):
+    """The session's digits benchmark: (out, exit code, stdout, seconds)."""
+    return digits_bench[:4]
 
 
 def test_run_json_is_one_array_with_the_documented_fields(first_run):

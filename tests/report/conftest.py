@@ -1,18 +1,17 @@
 """Fixtures of the report tests: one small benchmark store per session and a headless browser.
 
-The store (digits, none + mid x mi-face + gmi, 2 reconstructions per class) is made once by
-`invbench run` and shared by the HTML report and the judging tests; a test that writes to it
+The store (digits, none + mid x mi-face + gmi, 2 reconstructions per class) is the session's
+``digits_bench`` run (shared with tests/test_cli.py), copied as it was made, for the HTML
+report and the judging tests; a test that writes to it
 (judgements) works on a copy (:func:`store_copy`). The browser is a real headless Chromium
 driven by selenium; its tests skip only where Chromium or ChromeDriver is not installed.
 """
 
 from __future__ import annotations
 
-import io
 import shutil
 import sqlite3
 import tempfile
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -27,29 +26,23 @@ CHROMIUM_ARGS = (
     "--disable-dev-shm-usage", "--window-size=1280,900",
 )
 
-#: small evaluators and references, as tests/test_cli.py: contracts, not quality
-FAST_YAML = (
-    "evaluator: {epochs: 8, robust: {epochs: 4}}\n"
-    "references: {per_class: 20, adversarial: {steps: 20}}\n"
-)
-RUN_FLAGS = [
-    "--epochs", "6", "--per-label", "2",
-    "--attack", "mi-face:steps=60", "--attack", "gmi:gan_steps=60,iterations=40,restarts=2",
-    "--defense", "none", "--defense", "mid:beta=0.01",
-]
+def _copy_store(src_path: Path, out: Path) -> None:
+    src, dst = sqlite3.connect(src_path), sqlite3.connect(out / "invbench.sqlite")
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
 
 
 @pytest.fixture(scope="session")
-def bench_out(tmp_path_factory) -> Path:
-    """An ``--out`` folder with a 4-cell digits benchmark (about 1-2 min on a CPU, once)."""
-    from invbench.cli import main
-
+def bench_out(digits_bench, tmp_path_factory) -> Path:
+    """An ``--out`` folder holding the session's 4-cell digits benchmark (tests/conftest.py's
+    ``digits_bench``, run once for the CLI and the report tests): its store as the run left
+    it; artifacts are shared (their paths are absolute)."""
+    _, code, _, _, snapshot = digits_bench
+    assert code == 0
     out = tmp_path_factory.mktemp("report-runs")
-    config = out / "fast.yaml"
-    config.write_text(FAST_YAML)
-    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
-        code = main(["run", "--quiet", "--config", str(config), "--out", str(out), *RUN_FLAGS])
-    assert code == 0, err.getvalue()
+    _copy_store(snapshot, out)
     return out
 
 
@@ -59,12 +52,7 @@ def store_copy(bench_out, tmp_path) -> Path:
     shared: their paths are absolute), for tests that write judgements."""
     out = tmp_path / "runs"
     out.mkdir()
-    src = sqlite3.connect(bench_out / "invbench.sqlite")
-    dst = sqlite3.connect(out / "invbench.sqlite")
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
+    _copy_store(bench_out / "invbench.sqlite", out)
     return out
 
 
