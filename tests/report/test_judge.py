@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from invbench.bench.store import Store
 from invbench.cli import main
@@ -281,6 +281,16 @@ def test_runs_shows_the_human_rate_of_judged_cells_only(served, capsys) -> None:
     rows = {r["id"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     judged = rows.pop(str(run_id))
     assert int(judged["human_n"]) == 3 and float(judged["human_success"]) == pytest.approx(2 / 3)
+    # the automatic success decision against these three answers, by hand
+    said = {it.index: a for it, a in zip(mine, ("yes", "no", "yes"), strict=True)}
+    with Store(out / "invbench.sqlite") as store:
+        (row,) = [r for r in store.runs(kind="benchmark") if r["id"] == run_id]
+    auto = load_file(row["artifacts"]["reconstructions"])["img_success"].tolist()
+    fp = sum(1 for i, a in said.items() if a == "no" and auto[i])
+    fn = sum(1 for i, a in said.items() if a == "yes" and not auto[i])
+    assert float(judged["success_fp_rate"]) == pytest.approx(fp / 1)
+    assert float(judged["success_fn_rate"]) == pytest.approx(fn / 2)
     assert rows and all(r["human_n"] == "" for r in rows.values())
     assert main(["runs", "--out", str(out)]) == 0
-    assert "human success" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "67% [" in table and "n=3" in table  # the judged cell's human success

@@ -255,7 +255,8 @@ def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -
     inversion cells), attack accuracy (acc1 ± std; for tabular runs the MAP attack's accuracy
     on held-out records), KNN distance, seconds, creation time; and, when a row carries
     ``"human"`` (its cell's :func:`invbench.metrics.human.human_rates` entry, added by
-    ``invbench runs``), the human success rate with its 95% interval and answer count.
+    ``invbench runs``), the human success rate with its 95% interval and answer count, and the
+    automatic ``success`` decision's false-positive / false-negative rate against people.
     Names come from the result payload, else from the spec; metrics from the stored metrics
     (``attack.acc1``...), else from the payload.
     """
@@ -268,6 +269,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -
         table.add_column(col, justify="right")
     if judged:
         table.add_column("human success", justify="right")
+        table.add_column("success FP / FN vs people", justify="right")
     table.add_column("created")
     for run in rows:
         res = run.get("result") or {}
@@ -310,7 +312,8 @@ def runs_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -
             )
             success = fmt_float(_first(met.get("attack.success"),
                                        _get(res, "metrics", "success")))
-        extra = [_human_cell(run.get("human"))] if judged else []
+        extra = ([_human_cell(run.get("human")), _agreement_cell(run.get("human"))]
+                 if judged else [])
         table.add_row(
             str(run.get("id", MISSING)),
             str(run.get("kind", MISSING)),
@@ -343,6 +346,16 @@ def fmt_rate(rate: Mapping[str, Any]) -> str:
 def fmt_ratio(rate: float | None, k: int, n: int) -> str:
     """``"25% (1/4)"``; ``-`` when ``rate`` is ``None``."""
     return MISSING if rate is None else f"{100 * rate:.0f}% ({k}/{n})"
+
+
+def _agreement_cell(human: Mapping[str, Any] | None) -> str:
+    """The automatic ``success`` decision against people: false-positive rate (of the images
+    people said no to) / false-negative rate (of those they said yes to)."""
+    d = ((human or {}).get("decisions") or {}).get("success")
+    if not d:
+        return MISSING
+    fp = fmt_ratio(d["fp_rate"], d["fp"], d["no"])
+    return f"{fp} / {fmt_ratio(d['fn_rate'], d['fn'], d['yes'])}"
 
 
 def _human_cell(human: Mapping[str, Any] | None) -> str:
@@ -414,7 +427,8 @@ def filter_runs(
 CSV_COLUMNS = ("id", "kind", "status", "dataset", "defense", "defense_label", "attack",
                "attack_label", "seed", "target_accuracy", "success", "success_lo",
                "success_hi", "acc1", "knn_dist", "fid", "human_success", "human_lo",
-               "human_hi", "human_n", "queries", "seconds", "created", "error")
+               "human_hi", "human_n", "success_fp_rate", "success_fn_rate", "queries",
+               "seconds", "created", "error")
 
 
 def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -430,6 +444,7 @@ def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
         met = res.get("metrics") or {}
         ds, de, at = _run_names(run)
         human = (run.get("human") or {}).get("success") or {}
+        agree = ((run.get("human") or {}).get("decisions") or {}).get("success") or {}
         values = {
             "id": run.get("id"), "kind": run.get("kind"), "status": run.get("status"),
             "dataset": ds, "defense": de, "defense_label": res.get("defense_label"),
@@ -439,6 +454,7 @@ def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
                                        "knn_dist", "fid")},
             **{f"human_{k if k != 'rate' else 'success'}": human.get(k)
                for k in ("rate", "lo", "hi", "n")},
+            "success_fp_rate": agree.get("fp_rate"), "success_fn_rate": agree.get("fn_rate"),
             "queries": res.get("queries"), "seconds": run.get("seconds"),
             "created": run.get("created"), "error": res.get("error"),
         }
