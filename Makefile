@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev,mnist,warfarin,dp,ray,browser
+# test processes (pytest-xdist; a test file stays in one process, so its fixtures build once)
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint bench clean-cache
 
@@ -20,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/invbench run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
