@@ -40,7 +40,7 @@ import threading
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -470,27 +470,19 @@ def make_judge_server(
 
     Call ``serve_forever()`` on it and ``shutdown()`` from another thread to stop.
     """
-    from invbench.serving.http import check_loopback_host
+    from invbench.serving.http import LoopbackHandler, check_loopback_host
 
     host = check_loopback_host(host)
     if not 0 <= int(port) <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {port}")
     page_bytes = judge_page(judge=session.judge).encode("utf-8")
 
-    class Handler(BaseHTTPRequestHandler):
+    quiet_log = quiet
+
+    class Handler(LoopbackHandler):
         server_version = "invbench-judge"
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            if not quiet:
-                super().log_message(format, *args)
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+        quiet = quiet_log
+        headers_out = (("Cache-Control", "no-store"),)
 
         def _json(self, code: int, data: Mapping[str, Any]) -> None:
             self._send(code, json.dumps(data).encode(), "application/json")

@@ -22,6 +22,22 @@ if TYPE_CHECKING:
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
+def _figure(path: str | Path, width: float = 6.0) -> tuple[Path, str, Any]:
+    """``(path, format, figure)``: a Figure on its own Agg canvas for ``path``'s format.
+
+    Raises :class:`ConfigError` when the suffix is not a format matplotlib writes.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    fig = Figure(figsize=(width, 4.2), dpi=120, layout="constrained")
+    if fmt not in FigureCanvasAgg(fig).get_supported_filetypes():
+        raise ConfigError(f"plot path {path} needs a suffix such as .png, .svg or .pdf")
+    return path, fmt, fig
+
+
 def tradeoff_plot(
     path: str | Path,
     curves: Mapping[str, Sequence[tuple[float, float]]],
@@ -58,17 +74,9 @@ def tradeoff_plot(
         tradeoff_plot("tradeoff.png", {"mid": [(0.97, 0.8), (0.93, 0.5)]},
                       xlabel="target accuracy", ylabel="attack acc1", title="digits")
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
     if not curves:
         raise DataError("tradeoff_plot got no curves to draw")
-    fig = Figure(figsize=(6.0, 4.2), dpi=120, layout="constrained")
-    canvas = FigureCanvasAgg(fig)
-    if fmt not in canvas.get_supported_filetypes():
-        raise ConfigError(f"plot path {path} needs a suffix such as .png, .svg or .pdf")
+    path, fmt, fig = _figure(path)
     ax = fig.add_subplot()
     for i, (label, points) in enumerate(curves.items()):
         pts = [(float(x), float(y)) for x, y in points]
@@ -123,17 +131,9 @@ def fisher_plot(path: str | Path, result: FisherResult, *, title: str) -> Path:
     layer's share of the task's total. ``result`` comes from
     :func:`invbench.analysis.fisher.fisher_analysis`.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from invbench.analysis.fisher import TASKS
 
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    fig = Figure(figsize=(10.0, 4.2), dpi=120, layout="constrained")
-    canvas = FigureCanvasAgg(fig)
-    if fmt not in canvas.get_supported_filetypes():
-        raise ConfigError(f"plot path {path} needs a suffix such as .png, .svg or .pdf")
+    path, fmt, fig = _figure(path, width=10.0)
     names = [layer.name for layer in result.layers]
     xs = list(range(len(names)))
     width = 0.4
@@ -175,17 +175,9 @@ def scatter_plot(
 
     Raises :class:`DataError` for no series, an empty series or a NaN/Inf point.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
     if not series:
         raise DataError("scatter_plot got no series to draw")
-    fig = Figure(figsize=(6.0, 4.2), dpi=120, layout="constrained")
-    canvas = FigureCanvasAgg(fig)
-    if fmt not in canvas.get_supported_filetypes():
-        raise ConfigError(f"plot path {path} needs a suffix such as .png, .svg or .pdf")
+    path, fmt, fig = _figure(path)
     ax = fig.add_subplot()
     for i, (label, points) in enumerate(series.items()):
         pts = [(float(x), float(y)) for x, y in points]

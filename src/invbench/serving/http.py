@@ -39,6 +39,28 @@ def check_loopback_host(host: str) -> str:
                       "this machine (127.0.0.1 or ::1)")
 
 
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """Base of invbench's loopback servers (``serve``, ``judge``): request logging unless
+    :attr:`quiet`, and :meth:`_send` writing one whole response with :attr:`headers` added."""
+
+    quiet = False
+    #: extra headers of every response, e.g. ``(("Cache-Control", "no-store"),)``
+    headers_out: tuple[tuple[str, str], ...] = ()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        if not self.quiet:
+            super().log_message(format, *args)
+
+    def _send(self, code: int, body: bytes, ctype: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in self.headers_out:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def make_server(
     service: TargetService, *, host: str = "127.0.0.1", port: int = 8765, quiet: bool = True
 ) -> ThreadingHTTPServer:
@@ -50,19 +72,11 @@ def make_server(
     if not 0 <= int(port) <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {port}")
 
-    class Handler(BaseHTTPRequestHandler):
+    quiet_log = quiet
+
+    class Handler(LoopbackHandler):
         server_version = "invbench"
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            if not quiet:
-                super().log_message(format, *args)
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+        quiet = quiet_log
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             body = json.dumps(service.info(), indent=1).encode()
