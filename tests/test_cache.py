@@ -389,3 +389,20 @@ def test_two_processes_build_one_entry_once_and_never_mix_writes(tmp_path: Path)
     assert got is not None  # the sidecar's sha256 matches the tensors beside it
     tensors, meta = got
     assert meta["writer"] in ("a", "b") and tensors["x"].unique().numel() == 1
+
+
+def test_atomic_writes_get_the_umask_mode_not_mkstemps(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from invbench._io import atomic_path
+
+    with atomic_path(tmp_path / "a.png") as tmp:  # the process's own umask
+        tmp.write_bytes(b"x")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~umask
+    monkeypatch.setattr("invbench._io._UMASK", 0o027)  # as read at import under umask 027
+    with atomic_path(tmp_path / "b.png") as tmp:
+        tmp.write_bytes(b"x")
+    assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o640

@@ -117,6 +117,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+# the process's umask, read once at import (os.umask can only be read by setting it)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success fsync it and move it into place.
@@ -138,6 +143,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would make it, not mkstemp's 0600
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
