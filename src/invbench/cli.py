@@ -7,6 +7,7 @@ is done or anything is written.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -314,11 +315,24 @@ def list_methods(
         _out.print(table)
 
 
+StoreOutOpt = Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")]
+
+
+def _open_store(out: Path) -> Any:
+    """The results store under ``out``; a missing one is a one-line ConfigError."""
+    from invbench.bench.store import Store
+    from invbench.errors import ConfigError
+
+    db = out / "invbench.sqlite"
+    if not db.is_file():
+        raise ConfigError(f"no store at '{db}': run `invbench run --out {out}` or "
+                          f"`invbench sweep SPEC --out {out}` first")
+    return Store(db)
+
+
 @app.command()
 def runs(
-    out: Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")] = Path(
-        "runs"
-    ),
+    out: StoreOutOpt = Path("runs"),
     kind: Annotated[str | None, typer.Option(help="Only runs of this kind.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Only runs on this dataset.")] = None,
     attack: Annotated[
@@ -335,7 +349,7 @@ def runs(
 ) -> None:
     """Show the stored runs, filtered (filters combine with AND), with the human success
     rate of every cell people judged (`invbench judge`)."""
-    from invbench.bench.store import STATUSES, Store
+    from invbench.bench.store import STATUSES
     from invbench.errors import ConfigError
     from invbench.report.tables import filter_runs, runs_csv
 
@@ -344,12 +358,9 @@ def runs(
         raise ConfigError(f"--format must be table, json or csv, got '{fmt}'")
     if status is not None and status not in STATUSES:
         raise ConfigError(f"--status must be one of {', '.join(STATUSES)}, got '{status}'")
-    db = out / "invbench.sqlite"
-    if not db.is_file():
-        raise ConfigError(f"no store at '{db}': run `invbench run --out {out}` first")
     from invbench.metrics.human import human_rates
 
-    store = Store(db)
+    store = _open_store(out)
     try:
         rows = store.runs(kind=kind)
         judged = human_rates(store)["cells"] if store.judgements() else {}
@@ -461,19 +472,10 @@ def analyze_fisher(
     _out.print(f"plot: {path}", highlight=False)
 
 
-StoreOutOpt = Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")]
-
 
 def _open_rows(out: Path) -> list[dict[str, Any]]:
     """Every stored benchmark run of the store in ``out`` (a missing store is one line)."""
-    from invbench.bench.store import Store
-    from invbench.errors import ConfigError
-
-    db = out / "invbench.sqlite"
-    if not db.is_file():
-        raise ConfigError(f"no store at '{db}': run `invbench run --out {out}` or "
-                          f"`invbench sweep SPEC --out {out}` first")
-    with Store(db) as store:
+    with _open_store(out) as store:
         return store.runs(kind="benchmark")
 
 
@@ -650,22 +652,9 @@ def serve(
 
 
 
-def _open_store(out: Path) -> Any:
-    """The results store under ``out``; a missing one is a one-line ConfigError."""
-    from invbench.bench.store import Store
-    from invbench.errors import ConfigError
-
-    db = out / "invbench.sqlite"
-    if not db.is_file():
-        raise ConfigError(f"no store at '{db}': run `invbench run --out {out}` first")
-    return Store(db)
-
-
 @app.command()
 def report(
-    out: Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")] = Path(
-        "runs"
-    ),
+    out: StoreOutOpt = Path("runs"),
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="The HTML file to write. Default: OUT/report.html."),
@@ -709,9 +698,7 @@ def report(
 
 @app.command()
 def judge(
-    out: Annotated[Path, typer.Option(help="Output folder holding invbench.sqlite.")] = Path(
-        "runs"
-    ),
+    out: StoreOutOpt = Path("runs"),
     cells: Annotated[
         str | None,
         typer.Option(help="Run ids of the cells to judge, comma-separated (see `invbench "
@@ -794,7 +781,10 @@ def judge(
     finally:
         store.close()
     chosen = load_judge_cells(rows, cell_ids=ids, quiet=quiet)
-    session = JudgeSession(store.path, chosen, controls=controls, seed=seed, judge=judge_name)
+    from invbench.bench.store import Store
+
+    session = JudgeSession(functools.partial(Store, store.path), chosen, controls=controls,
+                           seed=seed, judge=judge_name)
     try:
         server = make_judge_server(session, host=host, port=port, quiet=True)
     except OSError as exc:

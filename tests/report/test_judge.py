@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import threading
@@ -38,8 +39,8 @@ def _rows(out: Path) -> list[dict]:
 def served(store_copy):
     """A judging server on a free port over a copy of the session store (controls 1 in 2)."""
     cells = load_judge_cells(_rows(store_copy))
-    session = JudgeSession(store_copy / "invbench.sqlite", cells, controls=0.5, seed=3,
-                           judge="anonymous")
+    session = JudgeSession(functools.partial(Store, store_copy / "invbench.sqlite"), cells,
+                           controls=0.5, seed=3, judge="anonymous")
     server = make_judge_server(session, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

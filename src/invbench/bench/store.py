@@ -93,10 +93,6 @@ CREATE TABLE IF NOT EXISTS judgements (
 CREATE INDEX IF NOT EXISTS judgements_judge ON judgements(judge);
 """
 
-#: What a human judge answers (``invbench judge``) and the kinds of item they answer about.
-JUDGE_ANSWERS = ("yes", "no", "unsure")
-JUDGE_KINDS = ("reconstruction", "control-positive", "control-negative")
-
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """SHA-256 (64 hex chars) of the canonical JSON of a resolved run spec.
@@ -360,10 +356,12 @@ class Store:
         :meth:`record` replaces a ``done`` run (the cell was rerun: new images), that run's
         judgements are deleted with it.
         """
-        if kind not in JUDGE_KINDS:
-            raise ValueError(f"kind must be one of {JUDGE_KINDS}, got {kind!r}")
-        if answer not in JUDGE_ANSWERS:
-            raise ValueError(f"answer must be one of {JUDGE_ANSWERS}, got {answer!r}")
+        from invbench.metrics.human import ANSWERS, KINDS
+
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if answer not in ANSWERS:
+            raise ValueError(f"answer must be one of {ANSWERS}, got {answer!r}")
         if not isinstance(judge, str) or not judge.strip():
             raise ValueError("judge must be a non-empty string")
         if not isinstance(item, str) or not item:

@@ -22,8 +22,7 @@ Every string from the store is escaped.
 
 Example::
 
-    from invbench.bench.store import Store
-    rows = Store("runs/invbench.sqlite").runs(kind="benchmark")
+    rows = store.runs(kind="benchmark")   # store: the results store (bench.store.Store)
     write_report("runs/report.html", rows)
 """
 

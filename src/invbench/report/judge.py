@@ -25,7 +25,8 @@ Routes: ``GET /`` (the page; self-contained HTML, CSS and script), ``GET /api/ne
 Example::
 
     rows = store.runs(kind="benchmark")
-    session = JudgeSession(store.path, load_judge_cells(rows), controls=0.25, seed=0)
+    session = JudgeSession(functools.partial(Store, store.path), load_judge_cells(rows),
+                           controls=0.25, seed=0)
     server = make_judge_server(session, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(judge_url(server, judge="alice"))
@@ -38,10 +39,9 @@ import json
 import random
 import threading
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -268,27 +268,23 @@ class JudgeSession:
     thread), under a lock, so answers from several tabs or judges are never interleaved.
 
     Args:
-        store_path: the results store (``OUT/invbench.sqlite``).
+        open_store: returns the results store, freshly opened, as a context manager
+            (``functools.partial(Store, "OUT/invbench.sqlite")``); called once per request.
         cells: :func:`load_judge_cells`.
         controls: share of control items in [0, 1).
         seed: draws the controls and the order.
         judge: the default judge name of the page (a page URL's ``?judge=`` overrides it).
     """
 
-    def __init__(self, store_path: str | Path, cells: Sequence[JudgeCell], *,
+    def __init__(self, open_store: Callable[[], Any], cells: Sequence[JudgeCell], *,
                  controls: float = 0.25, seed: int = 0, judge: str = "anonymous") -> None:
-        self.store_path = Path(store_path)
+        self._store = open_store
         self.cells = {c.run_id: c for c in cells}
         self.judge = check_judge_name(judge)
         self.items = make_items(cells, controls=controls, seed=seed)
         self.by_key = {it.key: it for it in self.items}
         self._lock = threading.Lock()
         self._png: dict[tuple[int, str, int], str] = {}
-
-    def _store(self) -> Any:
-        from invbench.bench.store import Store
-
-        return Store(self.store_path)
 
     def _answered(self, store: Any, judge: str) -> set[tuple[int, str]]:
         return {(int(j["run_id"]), str(j["item"])) for j in store.judgements(judge=judge)}
@@ -470,7 +466,7 @@ def make_judge_server(
 
     Call ``serve_forever()`` on it and ``shutdown()`` from another thread to stop.
     """
-    from invbench.serving.http import LoopbackHandler, check_loopback_host
+    from invbench.serving.http import LoopbackHandler, check_loopback_host, loopback_server
 
     host = check_loopback_host(host)
     if not 0 <= int(port) <= 65535:
@@ -529,18 +525,7 @@ def make_judge_server(
             except ConfigError as exc:
                 self._json(400, {"error": str(exc)})
 
-    family_v6 = ":" in host
-    server_cls: type[ThreadingHTTPServer] = ThreadingHTTPServer
-    if family_v6:
-        import socket
-
-        class V6Server(ThreadingHTTPServer):
-            address_family = socket.AF_INET6
-
-        server_cls = V6Server
-    server = server_cls((host, int(port)), Handler)
-    server.daemon_threads = True
-    return server
+    return loopback_server(host, port, Handler)
 
 
 def judge_url(server: ThreadingHTTPServer, *, judge: str) -> str:

@@ -38,6 +38,31 @@ def _figure(path: str | Path, width: float = 6.0) -> tuple[Path, str, Any]:
     return path, fmt, fig
 
 
+def _checked(label: Any, points: Sequence[tuple[float, float]]
+             ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(xs, ys)`` of one series; :class:`DataError` when it is empty or not finite."""
+    pts = [(float(x), float(y)) for x, y in points]
+    if not pts:
+        raise DataError(f"curve '{label}' has no points")
+    if not all(math.isfinite(v) for p in pts for v in p):
+        raise DataError(f"curve '{label}' has a NaN or infinite point: {pts}")
+    xs, ys = zip(*pts, strict=True)
+    return xs, ys
+
+
+def _save(fig: Any, ax: Any, path: Path, fmt: str, *, xlabel: str, ylabel: str,
+          title: str) -> Path:
+    """Label, grid and legend ``ax``, then write ``fig`` to ``path`` atomically."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt)
+    return path
+
+
 def tradeoff_plot(
     path: str | Path,
     curves: Mapping[str, Sequence[tuple[float, float]]],
@@ -79,18 +104,13 @@ def tradeoff_plot(
     path, fmt, fig = _figure(path)
     ax = fig.add_subplot()
     for i, (label, points) in enumerate(curves.items()):
-        pts = [(float(x), float(y)) for x, y in points]
-        if not pts:
-            raise DataError(f"curve '{label}' has no points")
-        if not all(math.isfinite(v) for p in pts for v in p):
-            raise DataError(f"curve '{label}' has a NaN or infinite point: {pts}")
-        xs, ys = zip(*pts, strict=True)
+        xs, ys = _checked(label, points)
         line = ax.plot(xs, ys, marker=_MARKERS[i % len(_MARKERS)], linewidth=1.5,
                        label=str(label))[0]
         bars = (intervals or {}).get(label)
         if bars is not None:
-            if len(bars) != len(pts):
-                raise DataError(f"curve '{label}' has {len(pts)} points but {len(bars)} "
+            if len(bars) != len(xs):
+                raise DataError(f"curve '{label}' has {len(xs)} points but {len(bars)} "
                                 "intervals")
             lo = [y - float(b[0]) for y, b in zip(ys, bars, strict=True)]
             hi = [float(b[1]) - y for y, b in zip(ys, bars, strict=True)]
@@ -100,8 +120,8 @@ def tradeoff_plot(
                         alpha=0.5, capsize=2)
         texts = (notes or {}).get(label)
         if texts is not None:
-            if len(texts) != len(pts):
-                raise DataError(f"curve '{label}' has {len(pts)} points but {len(texts)} notes")
+            if len(texts) != len(xs):
+                raise DataError(f"curve '{label}' has {len(xs)} points but {len(texts)} notes")
             for x, y, text in zip(xs, ys, texts, strict=True):
                 if text:
                     ax.annotate(str(text), (x, y), xytext=(4, 4), textcoords="offset points",
@@ -114,14 +134,7 @@ def tradeoff_plot(
             raise DataError(f"baseline must be a finite number, got {baseline!r}")
         ax.axhline(float(baseline), color="grey", linestyle="--", linewidth=1.0,
                    label=baseline_label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt)
-    return path
+    return _save(fig, ax, path, fmt, xlabel=xlabel, ylabel=ylabel, title=title)
 
 
 def fisher_plot(path: str | Path, result: FisherResult, *, title: str) -> Path:
@@ -180,19 +193,9 @@ def scatter_plot(
     path, fmt, fig = _figure(path)
     ax = fig.add_subplot()
     for i, (label, points) in enumerate(series.items()):
-        pts = [(float(x), float(y)) for x, y in points]
-        if not pts or not all(math.isfinite(v) for p in pts for v in p):
-            raise DataError(f"series '{label}' is empty or has a NaN or infinite point")
-        xs, ys = zip(*pts, strict=True)
+        xs, ys = _checked(label, points)
         ax.scatter(xs, ys, marker=_MARKERS[i % len(_MARKERS)], label=str(label), alpha=0.8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt)
-    return path
+    return _save(fig, ax, path, fmt, xlabel=xlabel, ylabel=ylabel, title=title)
 
 
 def curve_plot(path: str | Path, curve: Curve) -> Path:

@@ -95,16 +95,23 @@ def make_server(
             answer = service.handle(self.rfile.read(length))
             self._send(200, answer, "application/octet-stream")
 
-    family_v6 = ":" in host
+    return loopback_server(host, port, Handler)
+
+
+def loopback_server(host: str, port: int, handler: type[BaseHTTPRequestHandler]
+                    ) -> ThreadingHTTPServer:
+    """A threading HTTP server of ``handler`` bound to ``host`` (IPv4 or IPv6) and ``port``
+    (0: any free one), its request threads daemons. ``host`` is checked by the caller
+    (:func:`check_loopback_host`)."""
     server_cls = ThreadingHTTPServer
-    if family_v6:
+    if ":" in host:
         import socket
 
         class V6Server(ThreadingHTTPServer):
             address_family = socket.AF_INET6
 
         server_cls = V6Server
-    server = server_cls((host, int(port)), Handler)
+    server = server_cls((host, int(port)), handler)
     server.daemon_threads = True
     return server
 
